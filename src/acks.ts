@@ -1,0 +1,87 @@
+// Batches acks and dead letters finished in the same tick into one MULTI each (design rule 7), and
+// retries a batch that failed (Redis down) with backoff until it lands: a finished task's result is
+// never dropped, and its message stays in the processing list until then.
+
+import type { Ack, Broker, DeadLetter } from './broker.js';
+import type { EventBus } from './events.js';
+
+interface Pending<T> {
+  item: T;
+  done: () => void;
+}
+
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 2000;
+
+export class AckWriter {
+  readonly #broker: Broker;
+  readonly #bus: EventBus;
+  #acks: Pending<Ack>[] = [];
+  #dead: Pending<DeadLetter>[] = [];
+  #scheduled = false;
+  #inFlight = 0;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(broker: Broker, bus: EventBus) {
+    this.#broker = broker;
+    this.#bus = bus;
+  }
+
+  /** Resolves once the result is stored and the message removed from its processing list. */
+  ack(item: Ack): Promise<void> {
+    return new Promise((done) => {
+      this.#acks.push({ item, done });
+      this.#schedule();
+    });
+  }
+
+  deadLetter(item: DeadLetter): Promise<void> {
+    return new Promise((done) => {
+      this.#dead.push({ item, done });
+      this.#schedule();
+    });
+  }
+
+  /** True while anything is queued or being written. */
+  get busy(): boolean {
+    return this.#inFlight > 0 || this.#acks.length > 0 || this.#dead.length > 0;
+  }
+
+  /** Resolves when everything handed over so far has been written. */
+  idle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    // setImmediate, not a microtask: lets every outcome that arrived in this turn join the batch.
+    setImmediate(() => {
+      this.#scheduled = false;
+      const acks = this.#acks;
+      const dead = this.#dead;
+      this.#acks = [];
+      this.#dead = [];
+      if (acks.length > 0) void this.#write(acks, (items) => this.#broker.ack(items));
+      if (dead.length > 0) void this.#write(dead, (items) => this.#broker.deadLetter(items));
+    });
+  }
+
+  async #write<T>(batch: Pending<T>[], send: (items: T[]) => Promise<void>): Promise<void> {
+    this.#inFlight += 1;
+    const items = batch.map((p) => p.item);
+    for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+      try {
+        await send(items);
+        break;
+      } catch (err) {
+        this.#bus.emit('ack:failed', { count: items.length, error: err instanceof Error ? err.message : String(err), retryInMs: delay });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+    this.#inFlight -= 1;
+    for (const p of batch) p.done();
+    if (!this.busy) for (const w of this.#idleWaiters.splice(0)) w();
+  }
+}

@@ -1,0 +1,556 @@
+// The fetch loop of one worker, as a state machine:
+//
+//   running ──quiet()──► quiet ──abandon()──► stopped
+//
+//   running  fetch.lua moves up to the free capacity (threads × prefetch multiplier, minus what is
+//            reserved) from the watched lists, highest priority first, into this worker's processing
+//            lists. When that finds nothing, one blocking connection per watched list waits in BLMOVE
+//            (wakes within a round trip, no polling); the first message back wakes the loop. While the
+//            capacity is used up the loop sleeps until an ack frees a slot.
+//   quiet    no more fetching (the blocking connections are closed; a message BLMOVE'd during the
+//            close is already in a processing list). Reserved but not started messages are let go:
+//            they stay in the processing lists for the supervisor to requeue. Running tasks finish
+//            and are acked.
+//   stopped  outcomes that still arrive (the pool was destroyed under them) are not acked: their
+//            messages are requeued by the supervisor and run again elsewhere.
+//
+// Invariants: every message this worker reserved is in one of its processing lists until the one
+// atomic step that acks, defers or dead-letters it; the pool never gets more tasks than it has free
+// threads, so a warm shutdown knows exactly which tasks started; reserved ≤ capacity: a blocking wait
+// that returns a message past it (its CLIENT UNBLOCK came too late) puts the message back on its queue.
+// Why several BLMOVEs rather than one BRPOP over all lists: BRPOP pops into memory, so a crash between
+// pop and record loses the message (kombu's gap); BLMOVE takes one source list, hence one connection
+// per list. A handful of idle connections is cheap; fetch.lua does the real work while there is any.
+
+import type { Redis } from 'ioredis';
+import type { AckWriter } from './acks.js';
+import type { Broker, Fetched, ListPair } from './broker.js';
+import { ProtocolError, REJECTION_EXCEPTIONS } from './errors.js';
+import type { EventBus } from './events.js';
+import { PRIORITY_STEPS, processingList, queueList } from './keys.js';
+import type { Logger } from './logger.js';
+import type { AbortReason, Pool } from './pool.js';
+import type { Revocations } from './revocations.js';
+import { decode, retryMessage, withHeaders, type TaskMessage } from './protocol.js';
+import { exceptionMeta, successMeta } from './results.js';
+import type { Scheduler } from './scheduler.js';
+import { MAX_BATCH, type ExceptionData, type Outcome, type TaskInfo } from '../workers/types.js';
+
+const BLOCK_SECONDS = 2;
+/** Tasks expected to take less than this together share a batch (one message to a thread). */
+const BATCH_BUDGET_MS = 2;
+/** A rate slot this close is taken at once rather than waited for in the ETA set. */
+const RATE_SLACK_MS = 5;
+/** Weight of the newest run time in a task name's moving average. */
+const RUNTIME_SMOOTHING = 0.2;
+const FETCH_RETRY_MS = 500;
+
+export interface ConsumerOptions {
+  hostname: string;
+  queues: readonly string[];
+  concurrency: number;
+  prefetchMultiplier: number;
+  maxMessageBytes: number;
+  /** Worker default hard time limit (seconds) for tasks that set none. */
+  timeLimit: number | null;
+}
+
+interface Ready {
+  pair: ListPair;
+  bytes: Buffer;
+  msg: TaskMessage;
+  ignoreResult: boolean;
+  /** Seconds before the thread is terminated (message, then task, then worker default), or null. */
+  hardLimit: number | null;
+  /** Epoch ms the wait is counted from: sent (our producer's stamp) or due (ETA), else first seen. */
+  enqueuedAt: number;
+}
+
+type State = 'running' | 'quiet' | 'stopped';
+
+export class Consumer {
+  readonly #o: ConsumerOptions;
+  readonly #broker: Broker;
+  readonly #pool: Pool;
+  readonly #acks: AckWriter;
+  readonly #scheduler: Scheduler;
+  readonly #revocations: Revocations;
+  readonly #bus: EventBus;
+  readonly #log: Logger;
+  readonly #tasks: ReadonlyMap<string, TaskInfo>;
+  readonly #capacity: number;
+  readonly #refillAt: number;
+  /** All watched lists, step-major: every queue's step 0 list, then step 3, ... */
+  readonly #pairsByStep: ListPair[][];
+  readonly #blockingConns = new Map<ListPair, Redis>();
+  readonly #blocked = new Set<ListPair>();
+  readonly #ready: Ready[] = [];
+  #state: State = 'running';
+  #reserved = 0;
+  /** Tasks in the pool plus acks, defers and dead letters not yet written. */
+  #active = 0;
+  #rotation = 0;
+  /** Running (or handed to a thread) task id → what ends its batch. */
+  readonly #running = new Map<string, AbortController>();
+  /** Moving average of the run time of each task name, in ms, for sizing batches. */
+  readonly #runtimeMs = new Map<string, number>();
+  #wake: (() => void) | null = null;
+  /** The loop sleeps because no list had work (not because the capacity is used up). */
+  #waitingForWork = false;
+  #idleWaiters: (() => void)[] = [];
+  #loopDone: Promise<void> = Promise.resolve();
+
+  constructor(deps: {
+    options: ConsumerOptions;
+    broker: Broker;
+    pool: Pool;
+    acks: AckWriter;
+    scheduler: Scheduler;
+    revocations: Revocations;
+    bus: EventBus;
+    logger: Logger;
+    tasks: readonly TaskInfo[];
+  }) {
+    this.#o = deps.options;
+    this.#broker = deps.broker;
+    this.#pool = deps.pool;
+    this.#acks = deps.acks;
+    this.#scheduler = deps.scheduler;
+    this.#revocations = deps.revocations;
+    this.#bus = deps.bus;
+    this.#log = deps.logger;
+    this.#tasks = new Map(deps.tasks.map((t) => [t.name, t]));
+    this.#capacity = deps.options.concurrency * deps.options.prefetchMultiplier;
+    // Fetch again once a quarter of the capacity (at least one slot) is free; the threads still have
+    // the other three quarters to work on meanwhile.
+    this.#refillAt = Math.max(1, Math.floor(this.#capacity / 4));
+    this.#pairsByStep = PRIORITY_STEPS.map((step) =>
+      this.#o.queues.map((q) => {
+        const source = queueList(q, step);
+        return { source, processing: processingList(this.#o.hostname, source) };
+      }),
+    );
+  }
+
+  /** Every (source, processing) pair this worker uses. */
+  get pairs(): ListPair[] {
+    return this.#pairsByStep.flat();
+  }
+
+  /** Messages reserved (in a processing list) and not yet acked, deferred or dead-lettered. */
+  get reserved(): number {
+    return this.#reserved;
+  }
+
+  /** Reserved messages waiting for a free thread. */
+  get waiting(): number {
+    return this.#ready.length;
+  }
+
+  start(): void {
+    this.#loopDone = this.#loop();
+  }
+
+  /** Stops fetching and lets go of reserved messages that have not started. */
+  quiet(): void {
+    if (this.#state !== 'running') return;
+    this.#state = 'quiet';
+    this.#broker.disconnectBlocking();
+    this.#blockingConns.clear();
+    const dropped = this.#ready.splice(0);
+    this.#reserved -= dropped.length;
+    this.#wakeLoop();
+    this.#checkIdle();
+  }
+
+  /** Resolves when no task is running and nothing is waiting to be written. */
+  async idle(): Promise<void> {
+    await this.#loopDone;
+    if (this.#active === 0) return;
+    await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** From now on, outcomes are dropped (their messages are requeued by the caller). */
+  abandon(): void {
+    this.quiet();
+    this.#state = 'stopped';
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#state === 'running') {
+      const free = this.#capacity - this.#reserved;
+      // Refill in batches: fetching whenever one slot frees costs a round trip per task.
+      if (free <= 0 || (free < this.#refillAt && this.#reserved > 0)) {
+        await this.#sleep(false);
+        continue;
+      }
+      let fetched: Fetched[];
+      try {
+        fetched = await this.#broker.fetch(this.#fetchOrder(), free);
+      } catch (err) {
+        if (this.#state !== 'running') break;
+        this.#log.warn({ event: 'fetch:failed', err: String(err) }, 'fetch failed; retrying');
+        await new Promise((r) => setTimeout(r, FETCH_RETRY_MS));
+        continue;
+      }
+      if (this.#state !== 'running') break;
+      if (fetched.length > 0) {
+        for (const f of fetched) this.#handle(f);
+        continue;
+      }
+      this.#startBlockingWaits();
+      await this.#sleep(true);
+    }
+  }
+
+  /** Step-major order with the queues rotated on every call, as kombu does, so no queue starves. */
+  #fetchOrder(): ListPair[] {
+    const n = this.#o.queues.length;
+    const r = this.#rotation++ % n;
+    return this.#pairsByStep.flatMap((pairs) => (n === 1 ? pairs : [...pairs.slice(r), ...pairs.slice(0, r)]));
+  }
+
+  #sleep(forWork: boolean): Promise<void> {
+    this.#waitingForWork = forWork;
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+
+  #wakeLoop(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    this.#waitingForWork = false;
+    wake?.();
+  }
+
+  #startBlockingWaits(): void {
+    this.#waitingForWork = true;
+    for (const pair of this.pairs) {
+      if (this.#blocked.has(pair)) continue;
+      let conn = this.#blockingConns.get(pair);
+      if (!conn) {
+        conn = this.#broker.blockingConnection(`celeriac:${this.#o.hostname}:wait`);
+        this.#blockingConns.set(pair, conn);
+      }
+      this.#blocked.add(pair);
+      void this.#blockingWait(pair, conn).finally(() => this.#blocked.delete(pair));
+    }
+  }
+
+  /** Waits on one list for as long as the loop is idle; a message that arrives wakes the loop. */
+  async #blockingWait(pair: ListPair, conn: Redis): Promise<void> {
+    while (this.#state === 'running' && this.#waitingForWork) {
+      let fetched: Fetched | null;
+      try {
+        fetched = await this.#broker.blockingMove(conn, pair, BLOCK_SECONDS);
+      } catch (err) {
+        if (this.#state !== 'running') return;
+        this.#log.warn({ event: 'fetch:failed', err: String(err) }, 'blocking wait failed; retrying');
+        await new Promise((r) => setTimeout(r, FETCH_RETRY_MS));
+        continue;
+      }
+      if (fetched !== null) {
+        // In quiet or stopped state the message stays in the processing list for the requeue.
+        if (this.#state === 'running') {
+          if (this.#reserved < this.#capacity) this.#handle(fetched);
+          else this.#unfetch(fetched);
+        }
+        if (this.#waitingForWork) this.#stopOtherWaits(pair);
+        this.#wakeLoop();
+        return;
+      }
+    }
+  }
+
+  /**
+   * One list had work: the loop takes over with fetch.lua (priority order, bounded by capacity), so the
+   * other waits end now instead of each grabbing one more message past the prefetch bound.
+   */
+  #stopOtherWaits(except: ListPair): void {
+    const others = [...this.#blocked].filter((p) => p !== except).map((p) => this.#blockingConns.get(p)).filter((c): c is Redis => c !== undefined);
+    this.#broker.unblock(others).catch((err: unknown) => this.#log.warn({ event: 'unblock:failed', err: String(err) }, 'ending idle waits failed'));
+  }
+
+  /**
+   * A wait that returned before its CLIENT UNBLOCK landed (several lists got work at once) brought a
+   * message past the prefetch bound: it goes back to the head of its queue for whoever is free.
+   */
+  #unfetch(f: Fetched): void {
+    this.#active += 1;
+    void (async () => {
+      for (let delay = FETCH_RETRY_MS; this.#state !== 'stopped'; delay = Math.min(delay * 2, 5000)) {
+        try {
+          await this.#broker.unfetch(f);
+          break;
+        } catch (err) {
+          this.#log.warn({ event: 'unfetch:failed', err: String(err), retry_in_ms: delay }, 'releasing a message failed; retrying');
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+      this.#active -= 1;
+      this.#checkIdle();
+    })();
+  }
+
+  #handle(f: Fetched): void {
+    this.#reserved += 1;
+    let msg: TaskMessage;
+    try {
+      msg = decode(f.raw, { maxBytes: this.#o.maxMessageBytes });
+    } catch (err) {
+      const rejection = err instanceof ProtocolError ? err : new ProtocolError('E_PROTOCOL', String(err));
+      this.#reject(f, rejection);
+      return;
+    }
+    const info = this.#tasks.get(msg.task);
+    if (!info) {
+      this.#reject(f, new ProtocolError('E_UNKNOWN_TASK', `task ${msg.task} is not registered in this worker`, { taskId: msg.id, taskName: msg.task }));
+      return;
+    }
+    const queue = msg.routingKey ?? f.pair.source;
+    this.#bus.emit('task:received', { id: msg.id, name: msg.task, queue, eta: msg.eta, retries: msg.retries });
+    const now = Date.now();
+    if (this.#revocations.has(msg.id)) {
+      this.#revoke(f, msg, 'revoked');
+      return;
+    }
+    if (msg.expires !== null && msg.expires <= now) {
+      this.#revoke(f, msg, `expired at ${new Date(msg.expires).toISOString()}`);
+      return;
+    }
+    if (msg.eta !== null && msg.eta > now) {
+      this.#defer(f, msg, msg.eta, queue);
+      return;
+    }
+    if (info.rateIntervalMs !== null && msg.rateSlot === null) {
+      void this.#rateLimit(f, msg, info, info.rateIntervalMs, queue);
+      return;
+    }
+    this.#makeReady(f, msg, info, now);
+  }
+
+  #makeReady(f: Fetched, msg: TaskMessage, info: TaskInfo, now: number): void {
+    // Python producers stamp no send time: their wait counts from the ETA (or rate slot) or from when
+    // we first saw it.
+    const due = Math.max(msg.eta ?? Number.NEGATIVE_INFINITY, msg.rateSlot ?? Number.NEGATIVE_INFINITY);
+    const enqueuedAt = Math.max(msg.sentAt ?? (due === Number.NEGATIVE_INFINITY ? now : Number.NEGATIVE_INFINITY), due);
+    const hardLimit = msg.timeLimit[0] ?? info.timeLimit ?? this.#o.timeLimit;
+    this.#ready.push({ pair: f.pair, bytes: f.bytes, msg, ignoreResult: msg.ignoreResult || info.ignoreResult, hardLimit, enqueuedAt });
+    this.#pump();
+  }
+
+  /**
+   * Reserves the task's next start slot (shared by all workers). Due now: it runs. Later: it waits in the
+   * ETA set, stamped with its slot so that it runs without asking again, so a backlog under a rate limit
+   * waits in Redis, not in this worker's memory.
+   */
+  async #rateLimit(f: Fetched, msg: TaskMessage, info: TaskInfo, intervalMs: number, queue: string): Promise<void> {
+    this.#active += 1;
+    let delayMs: number | null = null;
+    for (let wait = FETCH_RETRY_MS; delayMs === null && this.#state === 'running'; wait = Math.min(wait * 2, 5000)) {
+      try {
+        delayMs = await this.#broker.rateSlot(msg.task, intervalMs);
+      } catch (err) {
+        this.#log.warn({ event: 'rate:failed', task_id: msg.id, err: String(err), retry_in_ms: wait }, 'reserving a rate slot failed; retrying');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+    this.#active -= 1;
+    if (delayMs === null) {
+      // Stopping: the message stays in the processing list for the requeue.
+      this.#reserved -= 1;
+      this.#checkIdle();
+      return;
+    }
+    const now = Date.now();
+    if (delayMs <= RATE_SLACK_MS) {
+      this.#makeReady(f, msg, info, now);
+      return;
+    }
+    const slot = now + delayMs;
+    this.#defer(f, msg, slot, queue, withHeaders(msg, { celeriac_rate_slot: slot }));
+  }
+
+  /**
+   * Hands ready messages to idle threads, oldest first, in batches of tasks expected to take less than
+   * BATCH_BUDGET_MS together (a task name not seen yet, or a slow one, travels alone), and no more
+   * than an even share of what is ready, so no thread sits idle while another has a queue.
+   */
+  #pump(): void {
+    while (this.#ready.length > 0 && this.#pool.free > 0 && this.#state === 'running') {
+      const share = Math.min(MAX_BATCH, Math.ceil(this.#ready.length / this.#pool.free));
+      const first = this.#ready.shift() as Ready;
+      // Revoked after it was received: not run.
+      if (this.#revocations.has(first.msg.id)) {
+        this.#revoke(first, first.msg, 'revoked');
+        continue;
+      }
+      const batch = [first];
+      // A task with a hard time limit travels alone: the batch's timer is its own.
+      let expectedMs = first.hardLimit === null ? this.#expectedMs(first) : Number.POSITIVE_INFINITY;
+      while (batch.length < share) {
+        const next = this.#ready[0] as Ready;
+        expectedMs += this.#expectedMs(next);
+        if (expectedMs > BATCH_BUDGET_MS || next.hardLimit !== null || this.#revocations.has(next.msg.id)) break;
+        batch.push(this.#ready.shift() as Ready);
+      }
+      void this.#runBatch(batch);
+    }
+  }
+
+  #expectedMs(r: Ready): number {
+    return this.#runtimeMs.get(r.msg.task) ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Ends the thread running `id` (revoke --terminate); the task is stored as REVOKED. */
+  terminate(id: string): void {
+    this.#running.get(id)?.abort('terminate' satisfies AbortReason);
+  }
+
+  async #runBatch(batch: Ready[]): Promise<void> {
+    this.#active += batch.length;
+    const now = Date.now();
+    const controller = new AbortController();
+    for (const { pair, msg, enqueuedAt } of batch) {
+      this.#running.set(msg.id, controller);
+      this.#bus.emit('task:started', { id: msg.id, name: msg.task, queue: msg.routingKey ?? pair.source, queueWaitMs: Math.max(0, now - enqueuedAt) });
+    }
+    const limit = batch[0]?.hardLimit ?? null;
+    const timer = limit === null ? null : setTimeout(() => controller.abort('time_limit' satisfies AbortReason), limit * 1000);
+    const outcomes = await this.#pool.runBatch(
+      batch.map((r) => ({ raw: r.msg.raw, ignoreResult: r.ignoreResult })),
+      controller.signal,
+    );
+    if (timer) clearTimeout(timer);
+    const again: Ready[] = [];
+    outcomes.forEach((outcome, i) => {
+      const r = batch[i] as Ready;
+      this.#running.delete(r.msg.id);
+      if ('notRun' in outcome) {
+        this.#active -= 1;
+        again.push(r);
+      } else if ('aborted' in outcome && outcome.aborted === 'terminate') {
+        this.#active -= 1;
+        this.#revoke(r, r.msg, 'terminated');
+      } else if ('aborted' in outcome) {
+        void this.#finish(r, {
+          ok: false,
+          runtimeMs: outcome.runtimeMs,
+          exc: { excType: 'TimeLimitExceeded', excModule: 'billiard.exceptions', excMessage: `TimeLimitExceeded(${String(r.hardLimit)})`, traceback: null },
+        });
+      } else {
+        void this.#finish(r, outcome);
+      }
+    });
+    if (again.length > 0) {
+      // Still in the processing list: dispatched again, or left for the requeue once fetching stopped.
+      if (this.#state === 'running') this.#ready.unshift(...again);
+      else this.#reserved -= again.length;
+      this.#checkIdle();
+    }
+    this.#pump();
+  }
+
+  async #finish({ pair, bytes, msg, ignoreResult, enqueuedAt }: Ready, outcome: Outcome): Promise<void> {
+    const previous = this.#runtimeMs.get(msg.task);
+    this.#runtimeMs.set(msg.task, previous === undefined ? outcome.runtimeMs : previous + RUNTIME_SMOOTHING * (outcome.runtimeMs - previous));
+    if (this.#state === 'stopped') {
+      this.#settle(false);
+      return;
+    }
+    const queue = msg.routingKey ?? pair.source;
+    if (!outcome.ok && outcome.retryAt !== undefined) {
+      await this.#retry({ pair, bytes }, msg, queue, outcome.exc, outcome.retryAt, ignoreResult);
+      this.#settle(true);
+      return;
+    }
+    let meta: string | null = null;
+    if (!ignoreResult) {
+      meta = outcome.ok ? successMeta(msg.id, outcome.json ?? 'null') : exceptionMeta('FAILURE', msg.id, outcome.exc);
+    }
+    await this.#acks.ack({ pair, bytes, taskId: msg.id, meta });
+    const latencyMs = Math.max(0, Date.now() - enqueuedAt);
+    if (outcome.ok) this.#bus.emit('task:succeeded', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs });
+    else this.#bus.emit('task:failed', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs, excType: outcome.exc.excType, excMessage: outcome.exc.excMessage, traceback: outcome.exc.traceback });
+    this.#settle(true);
+  }
+
+  #reject(f: Fetched, err: ProtocolError): void {
+    this.#active += 1;
+    const exc = REJECTION_EXCEPTIONS[err.code];
+    const meta = err.taskId === null ? null : exceptionMeta('FAILURE', err.taskId, { ...exc, excMessage: err.message, traceback: null });
+    const record = JSON.stringify({
+      reason: err.message,
+      code: err.code,
+      task_id: err.taskId,
+      task: err.taskName,
+      queue: f.pair.source,
+      hostname: this.#o.hostname,
+      time: new Date().toISOString(),
+      raw: f.raw,
+    });
+    void this.#acks.deadLetter({ pair: f.pair, bytes: f.bytes, taskId: err.taskId, meta, record }).then(() => {
+      this.#bus.emit('task:rejected', { id: err.taskId, name: err.taskName, queue: f.pair.source, code: err.code, reason: err.message });
+      this.#settle(true);
+    });
+  }
+
+  /** Publishes the retry in place of the message and stores RETRY; retried until it lands or the worker stops. */
+  async #retry(f: { pair: ListPair; bytes: Buffer }, msg: TaskMessage, queue: string, exc: ExceptionData, retryAt: number, ignoreResult: boolean): Promise<void> {
+    const raw = retryMessage(msg, retryAt, queue);
+    const meta = ignoreResult ? null : exceptionMeta('RETRY', msg.id, exc);
+    for (let delay = FETCH_RETRY_MS; this.#state !== 'stopped'; delay = Math.min(delay * 2, 5000)) {
+      try {
+        if (await this.#broker.retry(f.pair, f.bytes, raw, msg.id, meta)) {
+          this.#bus.emit('task:retried', { id: msg.id, name: msg.task, queue, eta: retryAt, retries: msg.retries + 1, excType: exc.excType, excMessage: exc.excMessage });
+        }
+        return;
+      } catch (err) {
+        this.#log.error({ event: 'retry:failed', task_id: msg.id, err: String(err), retry_in_ms: delay }, 'publishing a retry failed; trying again');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Stores REVOKED (Celery's TaskRevokedError) instead of running the task, and acks. */
+  #revoke({ pair, bytes }: { pair: ListPair; bytes: Buffer }, msg: TaskMessage, reason: string): void {
+    this.#active += 1;
+    const meta = exceptionMeta('REVOKED', msg.id, { excType: 'TaskRevokedError', excModule: 'celery.exceptions', excMessage: reason, traceback: null });
+    void this.#acks.ack({ pair, bytes, taskId: msg.id, meta: msg.ignoreResult ? null : meta }).then(() => {
+      this.#bus.emit('task:revoked', { id: msg.id, name: msg.task, queue: msg.routingKey ?? pair.source, reason });
+      this.#settle(true);
+    });
+  }
+
+  #defer({ pair, bytes }: Fetched, msg: TaskMessage, eta: number, queue: string, stored: string | Buffer = bytes): void {
+    this.#active += 1;
+    void (async () => {
+      // Retried until it lands or the worker stops (then the requeue returns the message to its queue).
+      for (let delay = FETCH_RETRY_MS; this.#state !== 'stopped'; delay = Math.min(delay * 2, 5000)) {
+        try {
+          if (await this.#broker.defer(pair, bytes, eta, stored)) this.#bus.emit('task:deferred', { id: msg.id, name: msg.task, queue, eta });
+          this.#scheduler.wake(eta);
+          break;
+        } catch (err) {
+          this.#log.error({ event: 'defer:failed', task_id: msg.id, err: String(err), retry_in_ms: delay }, 'deferring failed; retrying');
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+      this.#settle(true);
+    })();
+  }
+
+  /** One reserved message is done with (acked, deferred, dead-lettered) or abandoned. */
+  #settle(freesSlot: boolean): void {
+    this.#active -= 1;
+    if (freesSlot) this.#reserved -= 1;
+    // Only a loop stopped by a full capacity needs this; an idle one is woken by its blocking waits.
+    if (!this.#waitingForWork) this.#wakeLoop();
+    this.#checkIdle();
+  }
+
+  #checkIdle(): void {
+    if (this.#active === 0 && this.#state !== 'running') for (const w of this.#idleWaiters.splice(0)) w();
+  }
+}

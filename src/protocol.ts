@@ -1,0 +1,469 @@
+// Celery's message protocol (v2, and v1 for old producers) inside kombu's Redis envelope.
+// `decode` turns the exact string popped from Redis into a validated, frozen TaskMessage or throws a
+// ProtocolError whose message is the dead-letter reason; `encode` writes what Celery's `apply_async`
+// writes. Pure: no I/O, no clock except where a caller passes `now`.
+// What it does not do: know which tasks exist (the consumer checks that) or touch the result format
+// (results.ts).
+
+import { isUtf8 } from 'node:buffer';
+import { randomUUID } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { ProtocolError } from './errors.js';
+import { parseJson, stringifyJson } from './json.js';
+import { queueList } from './keys.js';
+
+/** `embed` of a v2 body: what runs after this task (kept as Celery wrote it; see celery-protocol.md). */
+export interface Embed {
+  callbacks: unknown[] | null;
+  errbacks: unknown[] | null;
+  chain: unknown[] | null;
+  chord: unknown;
+}
+
+export interface TaskMessage {
+  /** The message exactly as it sits in Redis: the key used to ack, defer or dead-letter it. */
+  readonly raw: string;
+  readonly protocol: 1 | 2;
+  readonly id: string;
+  readonly task: string;
+  readonly args: readonly unknown[];
+  readonly kwargs: Readonly<Record<string, unknown>>;
+  readonly embed: Embed;
+  readonly retries: number;
+  /** Epoch milliseconds, or null. */
+  readonly eta: number | null;
+  readonly expires: number | null;
+  /** Seconds, hard first as in Celery's `timelimit` header. */
+  readonly timeLimit: readonly [number | null, number | null];
+  readonly ignoreResult: boolean;
+  readonly rootId: string | null;
+  readonly parentId: string | null;
+  readonly group: string | null;
+  readonly groupIndex: number | null;
+  readonly origin: string | null;
+  readonly priority: number;
+  /** `delivery_info.routing_key`: the queue the producer addressed. */
+  readonly routingKey: string | null;
+  /** When our producer sent it (epoch ms, header `celeriac_sent`); Python producers do not set it. */
+  readonly sentAt: number | null;
+  /** The start slot a rate limit reserved for it (epoch ms, header `celeriac_rate_slot`), or null. */
+  readonly rateSlot: number | null;
+  /** Every header as received, unknown ones included, for re-publishing. */
+  readonly headers: Readonly<Record<string, unknown>>;
+}
+
+export interface DecodeOptions {
+  /** Messages longer than this (in UTF-16 code units of the raw string, close to bytes for JSON) are refused. */
+  maxBytes: number;
+}
+
+const JSON_TYPES = new Set(['application/json', 'application/json; charset=utf-8']);
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Reads the task id and name from anything that looks like an envelope, for a dead letter's FAILURE meta. */
+function idsOf(envelope: unknown): { taskId: string | null; taskName: string | null } {
+  const headers = isObj(envelope) && isObj(envelope.headers) ? envelope.headers : {};
+  const props = isObj(envelope) && isObj(envelope.properties) ? envelope.properties : {};
+  const id = typeof headers.id === 'string' && headers.id ? headers.id : props.correlation_id;
+  return {
+    taskId: typeof id === 'string' && id !== '' ? id : null,
+    taskName: typeof headers.task === 'string' && headers.task ? headers.task : null,
+  };
+}
+
+class Fields {
+  constructor(
+    readonly where: string,
+    readonly source: Obj,
+    readonly ids: { taskId: string | null; taskName: string | null },
+  ) {}
+
+  fail(field: string, expected: string): never {
+    const got = this.source[field];
+    const shown = got === null ? 'null' : Array.isArray(got) ? 'array' : typeof got;
+    throw new ProtocolError('E_PROTOCOL', `${this.where}.${field}: expected ${expected}, got ${shown}`, this.ids);
+  }
+
+  string(field: string): string {
+    const v = this.source[field];
+    if (typeof v !== 'string' || v === '') this.fail(field, 'a non-empty string');
+    return v;
+  }
+
+  optString(field: string): string | null {
+    const v = this.source[field];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'string') this.fail(field, 'a string or null');
+    return v;
+  }
+
+  optInt(field: string, fallback: number | null): number | null {
+    const v = this.source[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) this.fail(field, 'a non-negative integer');
+    return v;
+  }
+
+  optBool(field: string): boolean {
+    const v = this.source[field];
+    if (v === undefined || v === null) return false;
+    if (typeof v !== 'boolean') this.fail(field, 'a boolean');
+    return v;
+  }
+
+  optTime(field: string): number | null {
+    const v = this.source[field];
+    if (v === undefined || v === null) return null;
+    const t = typeof v === 'string' ? parseIsoTime(v) : null;
+    if (t === null) this.fail(field, 'an ISO 8601 time');
+    return t;
+  }
+
+  timeLimit(field: string): readonly [number | null, number | null] {
+    const v = this.source[field];
+    if (v === undefined || v === null) return [null, null];
+    const ok = (x: unknown): x is number | null => x === null || (typeof x === 'number' && Number.isFinite(x) && x > 0);
+    if (!Array.isArray(v) || v.length !== 2 || !ok(v[0]) || !ok(v[1])) this.fail(field, '[hard, soft] seconds or nulls');
+    return [v[0], v[1]];
+  }
+
+  array(field: string): unknown[] {
+    const v = this.source[field];
+    if (!Array.isArray(v)) this.fail(field, 'an array');
+    return v;
+  }
+
+  object(field: string): Obj {
+    const v = this.source[field];
+    if (!isObj(v)) this.fail(field, 'an object');
+    return v;
+  }
+
+  optArray(field: string): unknown[] | null {
+    const v = this.source[field];
+    if (v === undefined || v === null) return null;
+    if (!Array.isArray(v)) this.fail(field, 'an array or null');
+    return v;
+  }
+}
+
+const ISO = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$/;
+
+/** Celery's times: `2026-11-24T21:55:25.758499+00:00`; no offset means UTC (Celery's `enable_utc`). */
+export function parseIsoTime(text: string): number | null {
+  const m = ISO.exec(text);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, s, frac, zone] = m;
+  const base = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
+  if (Number.isNaN(base)) return null;
+  const ms = frac ? Number(`0.${frac}`) * 1000 : 0;
+  let offset = 0;
+  if (zone && zone !== 'Z') {
+    const sign = zone.startsWith('-') ? -1 : 1;
+    const digits = zone.slice(1).replace(':', '');
+    offset = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2))) * 60_000;
+  }
+  return base + ms - offset;
+}
+
+/** Celery's header time format: microseconds and an explicit UTC offset. */
+export function formatIsoTime(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 23)}000+00:00`;
+}
+
+/** The result backend's `date_done`: UTC without an offset, as Python's `datetime.utcnow().isoformat()`. */
+export function formatDateDone(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 23)}000`;
+}
+
+function parseEmbed(f: Fields, value: unknown): Embed {
+  if (value === undefined || value === null) return { callbacks: null, errbacks: null, chain: null, chord: null };
+  if (!isObj(value)) f.fail('embed', 'an object or null');
+  const e = new Fields('body.embed', value, f.ids);
+  return { callbacks: e.optArray('callbacks'), errbacks: e.optArray('errbacks'), chain: e.optArray('chain'), chord: value.chord ?? null };
+}
+
+/** Decode one raw message. Throws ProtocolError (code and reason) for anything we must not run. */
+export function decode(raw: string, options: DecodeOptions): TaskMessage {
+  if (raw.length > options.maxBytes) {
+    let ids = { taskId: null as string | null, taskName: null as string | null };
+    try {
+      ids = idsOf(JSON.parse(raw));
+    } catch {
+      // Too big and unreadable: dead-lettered without an id.
+    }
+    throw new ProtocolError('E_TOO_LARGE', `message of ${raw.length} bytes exceeds the limit of ${options.maxBytes}`, ids);
+  }
+  let envelope: unknown;
+  try {
+    envelope = parseJson(raw);
+  } catch (err) {
+    throw new ProtocolError('E_PROTOCOL', `envelope is not JSON: ${(err as Error).message}`);
+  }
+  if (!isObj(envelope)) throw new ProtocolError('E_PROTOCOL', 'envelope is not a JSON object');
+  const ids = idsOf(envelope);
+  const env = new Fields('envelope', envelope, ids);
+  const props = isObj(envelope.properties) ? envelope.properties : {};
+  const headers = envelope.headers === undefined || envelope.headers === null ? {} : env.object('headers');
+
+  const contentType = env.string('content-type');
+  if (!JSON_TYPES.has(contentType.toLowerCase())) {
+    throw new ProtocolError('E_CONTENT_TYPE', `content type ${contentType} is refused: only application/json is accepted`, ids);
+  }
+  const encoding = envelope['content-encoding'] ?? 'utf-8';
+  if (typeof encoding !== 'string' || !['utf-8', 'utf8'].includes(encoding.toLowerCase())) {
+    throw new ProtocolError('E_PROTOCOL', `content encoding ${String(encoding)} is not supported: only utf-8`, ids);
+  }
+  const bodyText = decodeBody(env, new Fields('envelope.properties', props, ids));
+  let body: unknown;
+  try {
+    body = parseJson(bodyText);
+  } catch (err) {
+    throw new ProtocolError('E_PROTOCOL', `body is not JSON: ${(err as Error).message}`, ids);
+  }
+
+  const p = new Fields('envelope.properties', props, ids);
+  const priority = p.optInt('priority', 0) ?? 0;
+  const deliveryInfo = isObj(props.delivery_info) ? props.delivery_info : {};
+  const routingKey = typeof deliveryInfo.routing_key === 'string' ? deliveryInfo.routing_key : null;
+
+  // Our own stamps live in the envelope headers of either protocol; Python ignores them.
+  const stamps = { sentAt: epochMs(headers.celeriac_sent), rateSlot: epochMs(headers.celeriac_rate_slot) };
+  if (typeof headers.task === 'string') return decodeV2(raw, headers, body, ids, priority, routingKey, stamps);
+  if (isObj(body) && 'task' in body) return decodeV1(raw, body, ids, priority, routingKey, stamps);
+  throw new ProtocolError('E_PROTOCOL', 'neither a protocol v2 message (headers.task) nor a v1 body (body.task)', ids);
+}
+
+interface Stamps {
+  sentAt: number | null;
+  rateSlot: number | null;
+}
+
+const epochMs = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+function decodeBody(env: Fields, props: Fields): string {
+  const body = env.source.body;
+  if (typeof body !== 'string') env.fail('body', 'a string');
+  const bodyEncoding = props.optString('body_encoding');
+  if (bodyEncoding === null) return body;
+  if (bodyEncoding !== 'base64') {
+    throw new ProtocolError('E_PROTOCOL', `body encoding ${bodyEncoding} is not supported: only base64`, env.ids);
+  }
+  if (body.length % 4 !== 0 || !BASE64.test(body)) {
+    throw new ProtocolError('E_PROTOCOL', 'body is not valid base64', env.ids);
+  }
+  const bytes = Buffer.from(body, 'base64');
+  if (!isUtf8(bytes)) throw new ProtocolError('E_PROTOCOL', 'body is not valid UTF-8', env.ids);
+  return bytes.toString('utf8');
+}
+
+function decodeV2(
+  raw: string,
+  headers: Obj,
+  body: unknown,
+  ids: { taskId: string | null; taskName: string | null },
+  priority: number,
+  routingKey: string | null,
+  stamps: Stamps,
+): TaskMessage {
+  const h = new Fields('headers', headers, ids);
+  if (!Array.isArray(body) || body.length < 2 || body.length > 3) {
+    throw new ProtocolError('E_PROTOCOL', 'body: expected [args, kwargs, embed]', ids);
+  }
+  const b = new Fields('body', { args: body[0], kwargs: body[1] }, ids);
+  return Object.freeze({
+    raw,
+    protocol: 2,
+    id: h.string('id'),
+    task: h.string('task'),
+    args: b.array('args'),
+    kwargs: b.object('kwargs'),
+    embed: parseEmbed(b, body[2]),
+    retries: h.optInt('retries', 0) ?? 0,
+    eta: h.optTime('eta'),
+    expires: h.optTime('expires'),
+    timeLimit: h.timeLimit('timelimit'),
+    ignoreResult: h.optBool('ignore_result'),
+    rootId: h.optString('root_id'),
+    parentId: h.optString('parent_id'),
+    group: h.optString('group'),
+    groupIndex: h.optInt('group_index', null),
+    origin: h.optString('origin'),
+    priority,
+    routingKey,
+    ...stamps,
+    headers,
+  });
+}
+
+/** Protocol v1 (`task_protocol=1`): everything is in the body; we run it like v2. */
+function decodeV1(
+  raw: string,
+  body: Obj,
+  ids: { taskId: string | null; taskName: string | null },
+  priority: number,
+  routingKey: string | null,
+  stamps: Stamps,
+): TaskMessage {
+  const v1ids = {
+    taskId: typeof body.id === 'string' && body.id ? body.id : ids.taskId,
+    taskName: typeof body.task === 'string' && body.task ? body.task : ids.taskName,
+  };
+  const f = new Fields('body', body, v1ids);
+  const kwargs = body.kwargs === undefined || body.kwargs === null ? {} : f.object('kwargs');
+  return Object.freeze({
+    raw,
+    protocol: 1,
+    id: f.string('id'),
+    task: f.string('task'),
+    args: body.args === undefined || body.args === null ? [] : f.array('args'),
+    kwargs,
+    embed: { callbacks: f.optArray('callbacks'), errbacks: f.optArray('errbacks'), chain: null, chord: body.chord ?? null },
+    retries: f.optInt('retries', 0) ?? 0,
+    eta: f.optTime('eta'),
+    expires: f.optTime('expires'),
+    timeLimit: f.timeLimit('timelimit'),
+    ignoreResult: false,
+    rootId: null,
+    parentId: null,
+    group: f.optString('taskset') ?? f.optString('group'),
+    groupIndex: f.optInt('group_index', null),
+    origin: null,
+    priority,
+    routingKey,
+    ...stamps,
+    headers: {},
+  });
+}
+
+// --- encoding -------------------------------------------------------------------------------------
+
+export interface EncodeInput {
+  task: string;
+  args: readonly unknown[];
+  kwargs: Readonly<Record<string, unknown>>;
+  id?: string;
+  queue: string;
+  priority?: number;
+  /** Epoch ms. */
+  eta?: number | null;
+  expires?: number | null;
+  retries?: number;
+  timeLimit?: readonly [number | null, number | null];
+  ignoreResult?: boolean;
+  rootId?: string | null;
+  parentId?: string | null;
+  group?: string | null;
+  embed?: Embed;
+  /** Extra headers, sent along like Celery's `headers=` option. */
+  headers?: Readonly<Record<string, unknown>>;
+  /** Epoch ms stamped as `celeriac_sent` (Python ignores unknown headers). */
+  sentAt?: number;
+}
+
+export interface Encoded {
+  id: string;
+  task: string;
+  /** The Redis list to LPUSH onto (priority sub-list included). */
+  list: string;
+  raw: string;
+}
+
+const ORIGIN = `gen${process.pid}@${osHostname()}`;
+const REPLY_TO = randomUUID();
+const NO_EMBED: Embed = Object.freeze({ callbacks: null, errbacks: null, chain: null, chord: null });
+
+/** Encode a task as Celery 5's `apply_async` does (protocol v2, JSON, base64 body). */
+export function encode(input: EncodeInput): Encoded {
+  const id = input.id ?? randomUUID();
+  const priority = input.priority ?? 0;
+  const body = stringifyJson([input.args, input.kwargs, input.embed ?? NO_EMBED]);
+  const headers = {
+    lang: 'js',
+    task: input.task,
+    id,
+    shadow: null,
+    eta: input.eta == null ? null : formatIsoTime(input.eta),
+    expires: input.expires == null ? null : formatIsoTime(input.expires),
+    group: input.group ?? null,
+    group_index: null,
+    retries: input.retries ?? 0,
+    timelimit: input.timeLimit ?? [null, null],
+    root_id: input.rootId ?? id,
+    parent_id: input.parentId ?? null,
+    argsrepr: pyRepr(input.args, '(', ')'),
+    kwargsrepr: pyRepr(input.kwargs),
+    origin: ORIGIN,
+    ignore_result: input.ignoreResult ?? false,
+    ...input.headers,
+    ...(input.sentAt === undefined ? {} : { celeriac_sent: input.sentAt }),
+  };
+  const envelope = {
+    body: Buffer.from(body, 'utf8').toString('base64'),
+    'content-encoding': 'utf-8',
+    'content-type': 'application/json',
+    headers,
+    properties: {
+      correlation_id: id,
+      reply_to: REPLY_TO,
+      delivery_mode: 2,
+      delivery_info: { exchange: '', routing_key: input.queue },
+      priority,
+      body_encoding: 'base64',
+      delivery_tag: randomUUID(),
+    },
+  };
+  return { id, task: input.task, list: queueList(input.queue, priority), raw: stringifyJson(envelope) };
+}
+
+const REPR_LIMIT = 1024;
+
+/** A Python-looking repr for `argsrepr`/`kwargsrepr` (read by humans in Flower and logs, never parsed). */
+function pyRepr(value: unknown, open?: string, close?: string): string {
+  const out = reprOf(value, open, close);
+  return out.length > REPR_LIMIT ? `${out.slice(0, REPR_LIMIT - 3)}...` : out;
+}
+
+function reprOf(value: unknown, open = '[', close = ']'): string {
+  if (value === null || value === undefined) return 'None';
+  if (value === true) return 'True';
+  if (value === false) return 'False';
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'string') return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  if (Array.isArray(value)) {
+    const items = value.map((v) => reprOf(v)).join(', ');
+    return open === '(' && value.length === 1 ? `(${items},)` : `${open}${items}${close}`;
+  }
+  if (typeof value === 'object') {
+    return `{${Object.entries(value).map(([k, v]) => `${reprOf(k)}: ${reprOf(v)}`).join(', ')}}`;
+  }
+  return String(value);
+}
+
+/**
+ * The message Celery publishes for a retry: the same message with `retries` + 1, the new ETA and a new
+ * delivery tag (body untouched, so arguments and callbacks carry over exactly). Protocol v1 messages
+ * are retried as v2.
+ */
+export function retryMessage(msg: TaskMessage, etaMs: number, queue: string): string {
+  if (msg.protocol === 1) {
+    return encode({
+      task: msg.task, args: msg.args, kwargs: msg.kwargs, id: msg.id, queue, priority: msg.priority, eta: etaMs,
+      expires: msg.expires, retries: msg.retries + 1, timeLimit: msg.timeLimit, ignoreResult: msg.ignoreResult,
+      rootId: msg.rootId, parentId: msg.parentId, group: msg.group, embed: msg.embed,
+    }).raw;
+  }
+  // A rate-limit slot was for the run that just ended; the retry reserves its own.
+  return withHeaders(msg, { retries: msg.retries + 1, eta: formatIsoTime(etaMs), celeriac_rate_slot: undefined });
+}
+
+/** A protocol v2 message with some headers set (and a new delivery tag); the body is untouched. */
+export function withHeaders(msg: TaskMessage, headers: Readonly<Record<string, unknown>>): string {
+  const envelope = parseJson(msg.raw) as { headers: Record<string, unknown>; properties: Record<string, unknown> };
+  envelope.headers = { ...envelope.headers, ...headers };
+  envelope.properties = { ...envelope.properties, delivery_tag: randomUUID() };
+  return stringifyJson(envelope) as string;
+}

@@ -1,0 +1,197 @@
+// Recovery of reserved messages whose worker died.
+// - Heartbeat: also makes a hostname exclusive (the key names the process holding it), so two live
+//   workers never share a processing list. A previous run of the same hostname that died on this
+//   machine (its pid is gone) is taken over at once; one elsewhere is waited out until its heartbeat
+//   expires.
+// - returnStale: at start, hands back what a previous run of this hostname left behind.
+// - Sweeper: every second, one live worker (holder of a short lease) hands back the processing lists of
+//   every known worker whose heartbeat has expired. Recovery time is about the heartbeat TTL plus one
+//   sweep interval. Both count recoveries per message (recover.lua): past the limit, a message that
+//   keeps killing its workers is dead-lettered and its client gets a FAILURE.
+
+import { hostname as machine } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { Broker, ListPair } from './broker.js';
+import { HostnameInUseError, ProtocolError, REJECTION_EXCEPTIONS } from './errors.js';
+import type { EventBus } from './events.js';
+import { processingIndex, processingList, SWEEP_LEASE_KEY, WORKERS_KEY } from './keys.js';
+import type { Logger } from './logger.js';
+import { decode } from './protocol.js';
+import { exceptionMeta } from './results.js';
+
+/** How long a message's recovery count is remembered. */
+const RECOVERY_COUNTER_TTL_SECONDS = 86_400;
+const SWEEP_INTERVAL_MS = 1000;
+
+export interface RecoveryOptions {
+  /** Recoveries allowed per message before it is dead-lettered. */
+  maxRecoveries: number;
+}
+
+interface Holder {
+  pid: number;
+  machine: string;
+  token: string;
+}
+
+function parseHolder(text: string): Holder | null {
+  try {
+    const h = JSON.parse(text) as Partial<Holder>;
+    return typeof h.pid === 'number' && typeof h.machine === 'string' && typeof h.token === 'string' ? (h as Holder) : null;
+  } catch {
+    return null;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class Heartbeat {
+  readonly #broker: Broker;
+  readonly #hostname: string;
+  readonly #ttlMs: number;
+  readonly #log: Logger;
+  readonly #value = JSON.stringify({ pid: process.pid, machine: machine(), token: randomUUID() });
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(broker: Broker, hostname: string, ttlMs: number, logger: Logger) {
+    this.#broker = broker;
+    this.#hostname = hostname;
+    this.#ttlMs = ttlMs;
+    this.#log = logger;
+  }
+
+  /** Takes the hostname, waiting out a live holder elsewhere for at most one heartbeat period. */
+  async acquire(): Promise<void> {
+    const deadline = Date.now() + this.#ttlMs + 1000;
+    let warned = false;
+    for (;;) {
+      const current = await this.#broker.currentHolder(this.#hostname);
+      const holder = current === null ? null : parseHolder(current);
+      const dead = holder !== null && holder.machine === machine() && holder.pid !== process.pid && !pidAlive(holder.pid);
+      if (await this.#broker.claim(this.#hostname, this.#value, this.#ttlMs, dead && current !== null ? current : '')) return;
+      if (Date.now() > deadline) throw new HostnameInUseError(this.#hostname);
+      if (!warned) {
+        this.#log.warn({ event: 'hostname:busy', hostname: this.#hostname, holder: current }, 'hostname held by another worker; waiting for its heartbeat to expire');
+        warned = true;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** Refreshes the heartbeat every third of its lifetime; `onLost` runs if another process took the hostname. */
+  start(onLost: () => void): void {
+    this.#timer = setInterval(() => {
+      this.#broker.claim(this.#hostname, this.#value, this.#ttlMs).then(
+        (held) => {
+          if (held) return;
+          this.#log.error({ event: 'hostname:lost', hostname: this.#hostname }, 'another process took this hostname; shutting down');
+          onLost();
+        },
+        (err: unknown) => this.#log.warn({ event: 'heartbeat:failed', err: String(err) }, 'heartbeat failed; retrying'),
+      );
+    }, Math.max(100, Math.floor(this.#ttlMs / 3)));
+    this.#timer.unref();
+  }
+
+  async release(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#broker.release(this.#hostname, this.#value);
+  }
+}
+
+/**
+ * Records the lists this worker takes from (so a sweep can find its processing lists) and hands back
+ * whatever a previous run with the same hostname left in any of them, including lists of queues this
+ * run no longer consumes.
+ */
+export async function returnStale(broker: Broker, bus: EventBus, hostname: string, pairs: readonly ListPair[], o: RecoveryOptions): Promise<number> {
+  const redis = broker.redis;
+  await redis.sadd(WORKERS_KEY, hostname);
+  await redis.sadd(processingIndex(hostname), ...pairs.map((p) => p.source));
+  return recoverFrom(broker, bus, hostname, { ...o, own: true });
+}
+
+/** Forgets a worker that stopped cleanly (its processing lists are empty). */
+export async function retire(broker: Broker, hostname: string): Promise<void> {
+  await broker.redis.multi().srem(WORKERS_KEY, hostname).del(processingIndex(hostname)).exec();
+}
+
+/** Hands back what `from` left behind; reports the count and fails the clients of dead-lettered messages. */
+async function recoverFrom(broker: Broker, bus: EventBus, from: string, o: RecoveryOptions & { own: boolean }): Promise<number> {
+  const { moved, dead } = await broker.recover(from, { limit: o.maxRecoveries, counterTtlSeconds: RECOVERY_COUNTER_TTL_SECONDS, own: o.own });
+  if (moved > 0) bus.emit('worker:recovered', { count: moved, from });
+  for (const raw of dead) {
+    let ids: { taskId: string | null; taskName: string | null; queue: string | null } = { taskId: null, taskName: null, queue: null };
+    try {
+      const msg = decode(raw, { maxBytes: Number.POSITIVE_INFINITY });
+      ids = { taskId: msg.id, taskName: msg.task, queue: msg.routingKey };
+    } catch (err) {
+      if (err instanceof ProtocolError) ids = { taskId: err.taskId, taskName: err.taskName, queue: null };
+    }
+    const reason = `recovered more than ${o.maxRecoveries} times from workers that died while holding it`;
+    if (ids.taskId !== null) {
+      const exc = REJECTION_EXCEPTIONS.E_RECOVERY_LIMIT;
+      await broker.storeResult(ids.taskId, exceptionMeta('FAILURE', ids.taskId, { ...exc, excMessage: reason, traceback: null }));
+    }
+    bus.emit('task:rejected', { id: ids.taskId, name: ids.taskName, queue: ids.queue ?? 'unknown', code: 'E_RECOVERY_LIMIT', reason });
+  }
+  return moved;
+}
+
+/** Hands back the messages of workers whose heartbeat expired, one live worker at a time. */
+export class Sweeper {
+  readonly #broker: Broker;
+  readonly #bus: EventBus;
+  readonly #log: Logger;
+  readonly #hostname: string;
+  readonly #o: RecoveryOptions & { heartbeatTtlMs: number };
+  readonly #token = randomUUID();
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<void> = Promise.resolve();
+  /**
+   * When our connection last became ready. After Redis restarts, live workers need up to one heartbeat
+   * period to refresh keys that expired while it was down: no sweep before then, or live workers' tasks
+   * would be handed out twice.
+   */
+  #connectedAt = Date.now();
+
+  constructor(deps: { broker: Broker; bus: EventBus; logger: Logger; hostname: string; options: RecoveryOptions & { heartbeatTtlMs: number } }) {
+    this.#broker = deps.broker;
+    this.#bus = deps.bus;
+    this.#log = deps.logger;
+    this.#hostname = deps.hostname;
+    this.#o = deps.options;
+    this.#broker.redis.on('ready', () => {
+      this.#connectedAt = Date.now();
+    });
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => {
+      this.#running = this.#sweep().catch((err: unknown) => this.#log.warn({ event: 'sweep:failed', err: String(err) }, 'sweep failed; next round retries'));
+    }, SWEEP_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#running;
+  }
+
+  async #sweep(): Promise<void> {
+    if (Date.now() - this.#connectedAt < this.#o.heartbeatTtlMs) return;
+    const redis = this.#broker.redis;
+    if ((await redis.set(SWEEP_LEASE_KEY, this.#token, 'PX', SWEEP_INTERVAL_MS - 50, 'NX')) === null) return;
+    for (const hostname of await redis.smembers(WORKERS_KEY)) {
+      if (hostname === this.#hostname) continue;
+      await recoverFrom(this.#broker, this.#bus, hostname, { maxRecoveries: this.#o.maxRecoveries, own: false });
+    }
+  }
+}

@@ -1,0 +1,221 @@
+// The worker daemon: builds the pieces (broker, pool, consumer, scheduler, heartbeat), starts them in
+// order and stops them in reverse. Shutdown, in steps that each run even if an earlier one failed:
+//   warm (first SIGTERM/SIGINT): stop fetching, let running tasks finish until --shutdown-timeout;
+//   cold (second signal, or the deadline): drop outcomes, destroy the pool;
+//   then write pending acks, hand every message still in our processing lists back to its queue,
+//   release the hostname, close Redis. Exit code 0 either way: nothing was lost.
+
+import type { Redis } from 'ioredis';
+import { AckWriter } from './acks.js';
+import { Broker } from './broker.js';
+import type { WorkerConfig } from './config.js';
+import { Consumer } from './consumer.js';
+import { CeleriacError } from './errors.js';
+import { EventBus } from './events.js';
+import { createLogger, logEvents, redactUrl, type Logger } from './logger.js';
+import { Pool } from './pool.js';
+import { HttpEndpoints } from './http.js';
+import { WorkerMetrics } from './metrics.js';
+import { Heartbeat, retire, returnStale, Sweeper } from './recovery.js';
+import { Revocations } from './revocations.js';
+import { Scheduler } from './scheduler.js';
+
+const ACK_FLUSH_LIMIT_MS = 5000;
+
+/** Waits for Redis to answer, retrying with backoff and a log line per failure, for up to `timeoutMs`. */
+export async function waitForRedis(redis: Redis, url: string, timeoutMs: number, log: Logger): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  // The connection's own error says why (refused, WRONGPASS, a certificate); a timed-out PING does not.
+  let lastError: string | null = null;
+  const onError = (err: Error): void => {
+    lastError = err.message;
+  };
+  redis.on('error', onError);
+  try {
+    await pingUntil(redis, url, deadline, log, () => lastError);
+  } finally {
+    redis.off('error', onError);
+  }
+}
+
+async function pingUntil(redis: Redis, url: string, deadline: number, log: Logger, lastError: () => string | null): Promise<void> {
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+    const wait = Math.max(100, Math.min(2000, deadline - Date.now()));
+    try {
+      await Promise.race([
+        redis.ping(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error(lastError() ?? `no answer within ${wait} ms`)), wait).unref()),
+      ]);
+      return;
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      if (Date.now() + delay > deadline) {
+        throw new CeleriacError('E_REDIS', `cannot reach Redis at ${redactUrl(url)}: ${reason}`);
+      }
+      log.warn({ event: 'redis:unreachable', url: redactUrl(url), err: reason, retry_in_ms: delay }, 'Redis unreachable; retrying');
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+export class Supervisor {
+  readonly config: WorkerConfig;
+  readonly bus = new EventBus();
+  readonly log: Logger;
+  #broker: Broker | null = null;
+  #pool: Pool | null = null;
+  #consumer: Consumer | null = null;
+  #scheduler: Scheduler | null = null;
+  #acks: AckWriter | null = null;
+  #heartbeat: Heartbeat | null = null;
+  #http: HttpEndpoints | null = null;
+  #consuming = false;
+  /** The port the metrics endpoints listen on (null: off). */
+  metricsPort: number | null = null;
+  #sweeper: Sweeper | null = null;
+  #stopping: Promise<void> | null = null;
+  #goCold: (() => void) | null = null;
+  #markStopped!: () => void;
+  /** Resolves when a shutdown, however started, has finished. */
+  readonly stopped = new Promise<void>((resolve) => {
+    this.#markStopped = resolve;
+  });
+
+  constructor(config: WorkerConfig, logger?: Logger) {
+    this.config = config;
+    this.log = logger ?? createLogger(config.loglevel, { hostname: config.hostname });
+    logEvents(this.bus, this.log);
+  }
+
+  /** Starts everything; resolves once the worker is consuming (the `worker ready` line is written). */
+  async start(): Promise<void> {
+    const c = this.config;
+    const broker = (this.#broker = new Broker(c.brokerUrl, { resultExpiresSeconds: c.resultExpires, connectionName: `celeriac:${c.hostname}`, bus: this.bus }));
+    broker.redis.on('error', (err: Error) => this.log.warn({ event: 'redis:error', err: err.message }, 'Redis connection error'));
+    if (c.metricsPort !== 0) await this.#serveMetrics(broker);
+    await waitForRedis(broker.redis, c.brokerUrl, c.connectTimeout * 1000, this.log);
+
+    const pool = (this.#pool = new Pool({
+      app: c.app,
+      threads: c.concurrency,
+      hostname: c.hostname,
+      bus: this.bus,
+      softTimeLimit: c.softTimeLimit,
+      maxTasksPerThread: c.maxTasksPerThread,
+      maxMemoryPerThreadMb: c.maxMemoryPerThread,
+    }));
+    const manifest = await pool.describe();
+    const heartbeat = (this.#heartbeat = new Heartbeat(broker, c.hostname, c.heartbeatTtl * 1000, this.log));
+    await heartbeat.acquire();
+    heartbeat.start(() => void this.stop('cold'));
+
+    const scheduler = (this.#scheduler = new Scheduler(broker, this.log));
+    const revocations = new Revocations(broker.redis, broker.connection(`celeriac:${c.hostname}:revokes`));
+    const acks = (this.#acks = new AckWriter(broker, this.bus));
+    const consumer = (this.#consumer = new Consumer({
+      options: { hostname: c.hostname, queues: c.queues, concurrency: c.concurrency, prefetchMultiplier: c.prefetchMultiplier, maxMessageBytes: c.maxMessageBytes, timeLimit: c.timeLimit },
+      broker,
+      pool,
+      acks,
+      scheduler,
+      revocations,
+      bus: this.bus,
+      logger: this.log,
+      tasks: manifest.tasks,
+    }));
+    await revocations.start((id) => consumer.terminate(id));
+    const requeued = await returnStale(broker, this.bus, c.hostname, consumer.pairs, { maxRecoveries: c.maxRecoveries });
+    scheduler.start();
+    consumer.start();
+    this.#sweeper = new Sweeper({ broker, bus: this.bus, logger: this.log, hostname: c.hostname, options: { maxRecoveries: c.maxRecoveries, heartbeatTtlMs: c.heartbeatTtl * 1000 } });
+    this.#sweeper.start();
+    this.#consuming = true;
+    this.bus.emit('worker:ready', { hostname: c.hostname, queues: [...c.queues], concurrency: c.concurrency, tasks: manifest.tasks.length, requeued, metricsPort: this.metricsPort });
+  }
+
+  /** Metrics subscribe before anything runs, so every event is counted; the endpoints answer from the start. */
+  async #serveMetrics(broker: Broker): Promise<void> {
+    const c = this.config;
+    const metrics = new WorkerMetrics({
+      bus: this.bus,
+      redis: broker.redis,
+      hostname: c.hostname,
+      queues: c.queues,
+      state: () => ({
+        threads: this.#pool?.threads ?? 0,
+        busyThreads: this.#pool?.busy ?? 0,
+        waiting: this.#consumer?.waiting ?? 0,
+        reserved: this.#consumer?.reserved ?? 0,
+        up: this.#consuming,
+      }),
+    });
+    const http = new HttpEndpoints(metrics, { redis: broker.redis, consuming: () => this.#consuming });
+    try {
+      this.metricsPort = await http.listen(c.metricsPort, c.metricsBind);
+    } catch (err) {
+      throw new CeleriacError('E_CONFIG', `--metrics-port: cannot listen on ${c.metricsBind}:${c.metricsPort}: ${(err as Error).message}`);
+    }
+    this.#http = http;
+  }
+
+  /** First call: warm shutdown (or cold if asked); a later call turns a warm one cold. */
+  stop(mode: 'warm' | 'cold' = 'warm'): Promise<void> {
+    if (this.#stopping) {
+      if (mode === 'cold') this.#goCold?.();
+      return this.#stopping;
+    }
+    this.#stopping = this.#shutdown(mode).finally(() => this.#markStopped());
+    return this.#stopping;
+  }
+
+  async #shutdown(requested: 'warm' | 'cold'): Promise<void> {
+    const consumer = this.#consumer;
+    const unfinished = consumer?.reserved ?? 0;
+    this.#consuming = false;
+    let mode = requested;
+    consumer?.quiet();
+    await this.#step('scheduler', () => this.#scheduler?.stop());
+    await this.#step('sweeper', () => this.#sweeper?.stop());
+    if (mode === 'warm' && consumer) {
+      const cold = new Promise<void>((resolve) => {
+        this.#goCold = resolve;
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.config.shutdownTimeout * 1000);
+      });
+      const finished = await Promise.race([consumer.idle().then(() => true), cold.then(() => false), deadline.then(() => false)]);
+      clearTimeout(timer);
+      if (!finished) mode = 'cold';
+    }
+    consumer?.abandon();
+    await this.#step('pool', () => this.#pool?.destroy());
+    await this.#step('acks', () => this.#flushAcks());
+    let requeued = 0;
+    await this.#step('requeue', async () => {
+      if (!this.#broker || !consumer) return;
+      requeued = await this.#broker.requeue(consumer.pairs);
+      // Nothing of ours is left in Redis for a sweep to find.
+      await retire(this.#broker, this.config.hostname);
+    });
+    await this.#step('heartbeat', () => this.#heartbeat?.release());
+    this.bus.emit('worker:shutdown', { hostname: this.config.hostname, mode, requeued, unfinished });
+    await this.#step('http', () => this.#http?.close());
+    await this.#step('redis', () => this.#broker?.close());
+  }
+
+  async #flushAcks(): Promise<void> {
+    if (!this.#acks) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#acks.idle(), new Promise((r) => (timer = setTimeout(r, ACK_FLUSH_LIMIT_MS)))]);
+    clearTimeout(timer);
+  }
+
+  async #step(name: string, fn: () => Promise<unknown> | unknown): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.log.error({ event: 'shutdown:step-failed', step: name, err: String(err) }, `shutdown step ${name} failed`);
+    }
+  }
+}

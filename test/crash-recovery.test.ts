@@ -1,0 +1,97 @@
+// A worker killed with SIGKILL loses nothing: its messages wait in its processing lists until a restart
+// with the same hostname, or a sweep by any live worker once its heartbeat expires, hands them back;
+// a message that kills every worker it reaches is dead-lettered after --max-recoveries.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { useRedis } from './helpers/setup.js';
+import { spawnWorker, startWorker } from './helpers/daemon.js';
+import { TaskFailedError } from '../src/errors.js';
+
+const env = useRedis();
+const KILLER = fileURLToPath(new URL('../../test/fixtures/tasks/killer.js', import.meta.url));
+
+test('SIGKILL while tasks run, then a restart with the same hostname runs every one of them', async () => {
+  const hostname = `crash-${process.pid}@test`;
+  const first = await startWorker({ url: env.redis.url, hostname, concurrency: 2 });
+  const results = await env.client.sendMany(Array.from({ length: 10 }, () => ({ name: 'celery_app.tasks.sleep', args: [0.5] })));
+  await first.waitFor(() => first.events('task:received').length >= 8, 10_000, 'the prefetch to fill');
+  await first.kill();
+
+  const held = await env.raw.llen(`celeriac:processing:${hostname}:celery`);
+  assert.ok(held >= 8, `the killed worker's reserved messages are in its processing list (${held})`);
+  assert.equal(held + (await env.raw.llen('celery')) + (await env.raw.keys('celery-task-meta-*')).length, 10, 'every message is somewhere');
+
+  const second = await startWorker({ url: env.redis.url, hostname, concurrency: 2 });
+  const ready = await second.ready();
+  assert.equal(ready.requeued, held);
+  const values = await Promise.all(results.map((r) => r.get({ timeout: 20_000 })));
+  assert.deepEqual(values, Array(10).fill(0.5));
+  assert.equal(await env.raw.llen(`celeriac:processing:${hostname}:celery`), 0);
+  assert.equal(await env.raw.llen('celery'), 0);
+  assert.equal((await second.stop()).code, 0);
+});
+
+test('a live worker sweeps a dead one: its tasks run elsewhere within the heartbeat TTL plus a second', async () => {
+  await env.raw.flushall();
+  const ttl = ['--heartbeat-ttl', '2'];
+  // Prefetch 1: the survivor holds one task at a time, so the victim reserves most of the others.
+  const survivor = await startWorker({ url: env.redis.url, hostname: `survivor-${process.pid}@test`, concurrency: 1, args: [...ttl, '--prefetch-multiplier', '1'] });
+  const victimName = `victim-${process.pid}@test`;
+  const results = await env.client.sendMany(Array.from({ length: 8 }, () => ({ name: 'celery_app.tasks.sleep', args: [0.5] })));
+  const victim = await startWorker({ url: env.redis.url, hostname: victimName, concurrency: 2, args: [...ttl, '--prefetch-multiplier', '3'] });
+  await victim.waitFor(() => victim.events('task:received').length >= 3, 10_000, 'the victim to reserve tasks');
+  await victim.kill();
+  const killedAt = Date.now();
+  const held = await env.raw.llen(`celeriac:processing:${victimName}:celery`);
+  assert.ok(held >= 1, 'the victim held messages when it died');
+
+  const recovered = await survivor.waitFor((l) => l.event === 'worker:recovered', 10_000, 'the sweep');
+  const recoveryMs = Date.parse(String(recovered.time)) - killedAt;
+  assert.ok(recoveryMs < 2000 + 1000 + 1000, `back on the queue within TTL + one sweep + margin (${recoveryMs} ms)`);
+  assert.equal(recovered.from, victimName);
+  assert.equal(recovered.count, held);
+  const values = await Promise.all(results.map((r) => r.get({ timeout: 20_000 })));
+  assert.deepEqual(values, Array(8).fill(0.5));
+  assert.equal(await env.raw.llen(`celeriac:processing:${victimName}:celery`), 0);
+  assert.equal(await env.raw.sismember('celeriac:workers', victimName), 0, 'the dead worker is forgotten');
+  assert.equal(await env.raw.sismember('celeriac:workers', `survivor-${process.pid}@test`), 1);
+  assert.equal((await survivor.stop()).code, 0);
+  assert.equal(await env.raw.sismember('celeriac:workers', `survivor-${process.pid}@test`), 0, 'a clean stop leaves nothing to sweep');
+});
+
+test('a message that kills its worker every time is dead-lettered after --max-recoveries, and its client gets WorkerLostError', async () => {
+  await env.raw.flushall();
+  const hostname = `poisoned-${process.pid}@test`;
+  const spec = { url: env.redis.url, hostname, app: KILLER, concurrency: 1, args: ['--max-recoveries', '2'] };
+  const poison = await env.client.send('killer.tasks.kill_worker', []);
+  for (let run = 1; run <= 3; run++) {
+    const worker = spawnWorker(spec);
+    const exit = await worker.exited;
+    assert.equal(exit.signal, 'SIGKILL', `run ${run} was killed by the poison message`);
+  }
+  // The fourth run finds the message recovered a third time: past the limit of 2, so it is not run.
+  const survivor = await startWorker(spec);
+  const err = await poison.get({ timeout: 10_000 }).catch((e: unknown) => e);
+  assert.ok(err instanceof TaskFailedError);
+  assert.equal(err.name, 'WorkerLostError');
+  const dead = (await env.raw.lrange('celeriac:dead-letter', 0, -1)).map((r) => JSON.parse(r) as Record<string, unknown>);
+  assert.equal(dead.length, 1);
+  assert.equal(dead[0]?.code, 'E_RECOVERY_LIMIT');
+  assert.equal(dead[0]?.task_id, poison.id);
+  assert.match(String(dead[0]?.reason), /recovered 2 times .* the limit is 2/);
+  const ok = await env.client.send('killer.tasks.add', [2, 3]);
+  assert.equal(await ok.get({ timeout: 10_000 }), 5, 'the worker goes on');
+  assert.equal((await survivor.stop()).code, 0);
+});
+
+test('a second live worker cannot take a hostname in use', async () => {
+  const hostname = `taken-${process.pid}@test`;
+  const owner = await startWorker({ url: env.redis.url, hostname });
+  const intruder = spawnWorker({ url: env.redis.url, hostname, args: ['--heartbeat-ttl', '1'] });
+  const exit = await intruder.exited;
+  assert.equal(exit.code, 1);
+  assert.match(intruder.stderr, /another live worker holds the hostname/);
+  assert.equal((await owner.stop()).code, 0);
+});

@@ -1,0 +1,64 @@
+// Warm shutdown lets running tasks finish and puts the rest back at once; past --shutdown-timeout, or on
+// a second signal, the shutdown turns cold and still puts unfinished tasks back. Exit code 0 each time.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useRedis } from './helpers/setup.js';
+import { startWorker } from './helpers/daemon.js';
+
+const env = useRedis();
+
+const sleeps = (n: number, seconds: number) =>
+  env.client.sendMany(Array.from({ length: n }, () => ({ name: 'celery_app.tasks.sleep', args: [seconds] })));
+
+test('SIGTERM: running tasks finish, reserved ones go back to the queue at once', async () => {
+  await env.raw.flushall();
+  const worker = await startWorker({ url: env.redis.url, concurrency: 2, args: ['--prefetch-multiplier', '3'] });
+  const results = await sleeps(6, 1);
+  await worker.waitFor(() => worker.events('task:received').length === 6, 10_000, 'six reserved');
+  await new Promise((r) => setTimeout(r, 300));
+  const exit = await worker.stop('SIGTERM');
+  assert.equal(exit.code, 0);
+  const stopped = await worker.waitFor((l) => l.event === 'worker:shutdown');
+  assert.equal(stopped.mode, 'warm');
+  assert.equal(stopped.requeued, 4);
+  assert.equal(worker.events('task:succeeded').length, 2, 'the two running tasks finished');
+  assert.equal(await env.raw.llen('celery'), 4, 'the four not started are back in the queue');
+  const states = await Promise.all(results.map((r) => r.state()));
+  assert.equal(states.filter((s) => s === 'SUCCESS').length, 2);
+
+  const next = await startWorker({ url: env.redis.url, concurrency: 2 });
+  assert.deepEqual(await Promise.all(results.map((r) => r.get({ timeout: 15_000 }))), Array(6).fill(1));
+  await next.stop();
+});
+
+test('past --shutdown-timeout the shutdown turns cold and the running tasks go back too', async () => {
+  await env.raw.flushall();
+  const worker = await startWorker({ url: env.redis.url, concurrency: 2, args: ['--shutdown-timeout', '0.5'] });
+  const results = await sleeps(2, 30);
+  await worker.waitFor(() => worker.events('task:received').length === 2, 10_000, 'two running');
+  const t = Date.now();
+  assert.equal((await worker.stop('SIGTERM')).code, 0);
+  assert.ok(Date.now() - t < 10_000, 'did not wait for the 30 s tasks');
+  const stopped = await worker.waitFor((l) => l.event === 'worker:shutdown');
+  assert.equal(stopped.mode, 'cold');
+  assert.equal(stopped.requeued, 2);
+  assert.equal(await env.raw.llen('celery'), 2);
+  assert.deepEqual(await Promise.all(results.map((r) => r.state())), ['PENDING', 'PENDING']);
+});
+
+test('a second signal makes it cold at once, and unfinished tasks are still put back', async () => {
+  await env.raw.flushall();
+  const worker = await startWorker({ url: env.redis.url, concurrency: 1, args: ['--shutdown-timeout', '60'] });
+  await sleeps(3, 30);
+  await worker.waitFor(() => worker.events('task:received').length === 3, 10_000, 'three reserved');
+  worker.child.kill('SIGTERM');
+  await worker.waitFor((l) => l.event === 'worker:signal');
+  const t = Date.now();
+  assert.equal((await worker.stop('SIGINT')).code, 0);
+  assert.ok(Date.now() - t < 10_000);
+  const stopped = await worker.waitFor((l) => l.event === 'worker:shutdown');
+  assert.equal(stopped.mode, 'cold');
+  assert.equal(await env.raw.llen('celery'), 3);
+  assert.equal(await env.raw.llen(`celeriac:processing:${String(stopped.hostname)}:celery`), 0);
+});

@@ -1,0 +1,87 @@
+// What crosses the thread boundary between the supervisor (src/pool.ts) and a pool thread
+// (workers/entry.ts). Plain data only: Piscina structured-clones it, and an Error's class and fields
+// would not survive, so failures travel as fields.
+
+/** What a task sees as `self.request` (Celery's Context), minus what cannot be cloned. */
+export interface RequestData {
+  id: string;
+  task: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  retries: number;
+  eta: number | null;
+  expires: number | null;
+  timeLimit: [number | null, number | null];
+  rootId: string | null;
+  parentId: string | null;
+  group: string | null;
+  groupIndex: number | null;
+  origin: string | null;
+  hostname: string;
+  deliveryInfo: { routingKey: string | null; priority: number };
+  headers: Record<string, unknown>;
+  ignoreResult: boolean;
+}
+
+/**
+ * A task travels as the raw message string the supervisor already validated (cloning one string is a
+ * copy; cloning the decoded request walks every field); the thread decodes it again.
+ */
+export interface BatchItem {
+  raw: string;
+  ignoreResult: boolean;
+}
+
+/** The most tasks in one batch (one postMessage to a thread). */
+export const MAX_BATCH = 32;
+
+/** A task's progress in its batch, kept in shared memory so it survives the thread's death. */
+export const TaskProgress = { NotStarted: 0, Running: 1, Finished: 2 } as const;
+
+/** `progressAt`: index of the batch's first cell in the shared progress array. */
+export type PoolRequest = { kind: 'describe' } | { kind: 'run'; items: BatchItem[]; progressAt: number };
+
+export interface TaskInfo {
+  name: string;
+  ignoreResult: boolean;
+  /** Seconds (Celery's `time_limit`, `soft_time_limit`), or null. */
+  timeLimit: number | null;
+  softTimeLimit: number | null;
+  /** Milliseconds between starts under the task's rate limit (all workers together), or null. */
+  rateIntervalMs: number | null;
+}
+
+/** Set once per thread through Piscina's workerData. */
+export interface ThreadConfig {
+  app: string;
+  hostname: string;
+  progress: SharedArrayBuffer;
+  /** Worker defaults (seconds) for tasks that set no limit of their own. */
+  softTimeLimit: number | null;
+  /** The thread retires after this many tasks (Celery's max_tasks_per_child); 0 = never. */
+  maxTasksPerThread: number;
+}
+
+/** `retiring`: the thread has run its share of tasks and exits right after this reply. */
+export interface BatchResult {
+  outcomes: Outcome[];
+  retiring: boolean;
+}
+
+export interface Manifest {
+  tasks: TaskInfo[];
+}
+
+/** A task's exception in Celery's terms; see README "How JavaScript errors reach Python". */
+export interface ExceptionData {
+  excType: string;
+  excModule: string | null;
+  excMessage: string;
+  traceback: string | null;
+}
+
+/** `json` is the return value already encoded for the result meta (null: nothing to store). */
+/** `retryAt` (epoch ms): the task asked to run again then (Celery's retry); `exc` is the reason. */
+export type Outcome =
+  | { ok: true; json: string | null; runtimeMs: number }
+  | { ok: false; exc: ExceptionData; runtimeMs: number; retryAt?: number };
