@@ -74,7 +74,7 @@ function makeCertificates(dir: string): void {
   }
 }
 
-test('TLS with a private CA and a client certificate works; without the certificate, or with another CA, start fails clearly', async () => {
+test('TLS with a private CA and a client certificate works; without the certificate, or with another CA, start fails clearly', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'celeriac-tls-'));
   makeCertificates(dir);
   const port = await freePort();
@@ -83,10 +83,12 @@ test('TLS with a private CA and a client certificate works; without the certific
   const url = `rediss://127.0.0.1:${port}/0`;
   const files = { CELERIAC_TLS_CA_FILE: join(dir, 'ca.crt'), CELERIAC_TLS_CERT_FILE: join(dir, 'client.crt'), CELERIAC_TLS_KEY_FILE: join(dir, 'client.key') };
   try {
-    // This process's own client reads the same variables.
+    // This process's own client reads the same variables (once, at its first TLS connection); they are
+    // taken out again before the next workers start, which would otherwise inherit them.
     Object.assign(process.env, files);
     const worker = await startWorker({ url, env: files });
     await roundTrip(url, worker);
+    for (const k of Object.keys(files)) delete process.env[k];
 
     const noCert = spawnWorker({ url, env: { CELERIAC_TLS_CA_FILE: files.CELERIAC_TLS_CA_FILE }, args: ['--connect-timeout', '1'] });
     assert.equal((await noCert.exited).code, 1);
