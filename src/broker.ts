@@ -68,12 +68,14 @@ export class Broker {
   readonly #unblockWanted = new Set<Redis>();
   readonly #resultExpires: number;
   readonly #bus: EventBus;
+  readonly #reconnectListeners: (() => void)[] = [];
 
   constructor(url: string, options: { resultExpiresSeconds: number; connectionName: string; bus: EventBus }) {
     this.#url = url;
     this.#resultExpires = options.resultExpiresSeconds;
     this.#bus = options.bus;
     this.#cmd = connect(url, { connectionName: options.connectionName }) as ScriptedRedis;
+    this.#watchReconnects(this.#cmd);
     this.#cmd.defineCommand('fetch', { lua: script('fetch') });
     this.#cmd.defineCommand('ack', { lua: script('ack') });
     this.#cmd.defineCommand('requeue', { lua: script('requeue') });
@@ -84,6 +86,22 @@ export class Broker {
     this.#cmd.defineCommand('promote', { lua: script('promote') });
     this.#cmd.defineCommand('claim', { numberOfKeys: 1, lua: script('claim') });
     this.#cmd.defineCommand('recover', { numberOfKeys: 4, lua: script('recover') });
+  }
+
+  /**
+   * Calls `listener` whenever the command connection or a blocking connection is ready again after it
+   * dropped: a fetch or BLMOVE in flight at the drop may have moved messages whose reply never came.
+   */
+  onReconnect(listener: () => void): void {
+    this.#reconnectListeners.push(listener);
+  }
+
+  #watchReconnects(conn: Redis): void {
+    let wasReady = false;
+    conn.on('ready', () => {
+      if (wasReady) for (const listener of this.#reconnectListeners) listener();
+      wasReady = true;
+    });
   }
 
   /** Runs one round trip and reports how long it took. */
@@ -113,6 +131,9 @@ export class Broker {
   blockingConnection(name: string): Redis {
     const conn = connect(this.#url, { connectionName: name, enableAutoPipelining: false });
     conn.on('error', () => undefined);
+    // The server knows this connection by another id once it reconnects.
+    conn.on('close', () => this.#clientIds.delete(conn));
+    this.#watchReconnects(conn);
     this.#blocking.add(conn);
     return conn;
   }
@@ -223,6 +244,17 @@ export class Broker {
   /** Replaces a finished message by its retry in `pair.source` and stores the RETRY meta (null: none). */
   async retry(pair: ListPair, bytes: Buffer, retryRaw: string, taskId: string, meta: string | null): Promise<boolean> {
     return (await this.#timed('retry', () => this.#cmd.retry(pair.processing, pair.source, resultKey(taskId), bytes, retryRaw, meta ?? '', this.#resultExpires))) === 1;
+  }
+
+  /** What each processing list of `pairs` holds, in one pipelined round trip. */
+  async listProcessing(pairs: readonly ListPair[]): Promise<Buffer[][]> {
+    const pipe = this.#cmd.pipeline();
+    for (const p of pairs) pipe.lrangeBuffer(p.processing, 0, -1);
+    const replies = (await pipe.exec()) ?? [];
+    return replies.map(([err, items]) => {
+      if (err) throw err;
+      return items as Buffer[];
+    });
   }
 
   /** Puts one reserved message back at the consumer end of its queue, as if never fetched. */

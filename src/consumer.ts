@@ -6,7 +6,9 @@
 //            reserved) from the watched lists, highest priority first, into this worker's processing
 //            lists. When that finds nothing, one blocking connection per watched list waits in BLMOVE
 //            (wakes within a round trip, no polling); the first message back wakes the loop. While the
-//            capacity is used up the loop sleeps until an ack frees a slot.
+//            capacity is used up the loop sleeps until an ack frees a slot. After a connection to
+//            Redis comes back, the loop first ends its blocking waits and hands back whatever its
+//            processing lists hold that it has not reserved (a fetch whose reply was lost).
 //   quiet    no more fetching (the blocking connections are closed; a message BLMOVE'd during the
 //            close is already in a processing list). Reserved but not started messages are let go:
 //            they stay in the processing lists for the supervisor to requeue. Running tasks finish
@@ -29,6 +31,7 @@ import { ProtocolError, REJECTION_EXCEPTIONS } from './errors.js';
 import type { EventBus } from './events.js';
 import { PRIORITY_STEPS, processingList, queueList } from './keys.js';
 import type { Logger } from './logger.js';
+import { Reservations, type Held } from './reservations.js';
 import type { AbortReason, Pool } from './pool.js';
 import type { Revocations } from './revocations.js';
 import { decode, retryMessage, withHeaders, type TaskMessage } from './protocol.js';
@@ -83,10 +86,13 @@ export class Consumer {
   /** All watched lists, step-major: every queue's step 0 list, then step 3, ... */
   readonly #pairsByStep: ListPair[][];
   readonly #blockingConns = new Map<ListPair, Redis>();
-  readonly #blocked = new Set<ListPair>();
+  /** Blocking waits in progress, by list. */
+  readonly #blocked = new Map<ListPair, Promise<void>>();
   readonly #ready: Ready[] = [];
   #state: State = 'running';
-  #reserved = 0;
+  readonly #reservations = new Reservations();
+  /** A connection came back: our processing lists may hold messages whose fetch reply was lost. */
+  #reconcileWanted = false;
   /** Tasks in the pool plus acks, defers and dead letters not yet written. */
   #active = 0;
   #rotation = 0;
@@ -124,6 +130,10 @@ export class Consumer {
     // Fetch again once a quarter of the capacity (at least one slot) is free; the threads still have
     // the other three quarters to work on meanwhile.
     this.#refillAt = Math.max(1, Math.floor(this.#capacity / 4));
+    this.#broker.onReconnect(() => {
+      this.#reconcileWanted = true;
+      this.#wakeLoop();
+    });
     this.#pairsByStep = PRIORITY_STEPS.map((step) =>
       this.#o.queues.map((q) => {
         const source = queueList(q, step);
@@ -139,7 +149,7 @@ export class Consumer {
 
   /** Messages reserved (in a processing list) and not yet acked, deferred or dead-lettered. */
   get reserved(): number {
-    return this.#reserved;
+    return this.#reservations.size;
   }
 
   /** Reserved messages waiting for a free thread. */
@@ -157,8 +167,7 @@ export class Consumer {
     this.#state = 'quiet';
     this.#broker.disconnectBlocking();
     this.#blockingConns.clear();
-    const dropped = this.#ready.splice(0);
-    this.#reserved -= dropped.length;
+    for (const r of this.#ready.splice(0)) this.#reservations.delete(held(r));
     this.#wakeLoop();
     this.#checkIdle();
   }
@@ -178,9 +187,14 @@ export class Consumer {
 
   async #loop(): Promise<void> {
     while (this.#state === 'running') {
-      const free = this.#capacity - this.#reserved;
+      if (this.#reconcileWanted) {
+        await this.#reconcile();
+        continue;
+      }
+      const reserved = this.#reservations.size;
+      const free = this.#capacity - reserved;
       // Refill in batches: fetching whenever one slot frees costs a round trip per task.
-      if (free <= 0 || (free < this.#refillAt && this.#reserved > 0)) {
+      if (free <= 0 || (free < this.#refillAt && reserved > 0)) {
         await this.#sleep(false);
         continue;
       }
@@ -233,8 +247,31 @@ export class Consumer {
         conn = this.#broker.blockingConnection(`celeriac:${this.#o.hostname}:wait`);
         this.#blockingConns.set(pair, conn);
       }
-      this.#blocked.add(pair);
-      void this.#blockingWait(pair, conn).finally(() => this.#blocked.delete(pair));
+      this.#blocked.set(pair, this.#blockingWait(pair, conn).finally(() => this.#blocked.delete(pair)));
+    }
+  }
+
+  /**
+   * Hands back to their queues the messages in our processing lists that this process does not know
+   * of (see reservations.ts). Runs with no fetch in flight: the loop's own fetch is awaited, and the
+   * blocking waits are ended first, so every message moved into our lists so far has been seen.
+   */
+  async #reconcile(): Promise<void> {
+    this.#reconcileWanted = false;
+    this.#waitingForWork = false;
+    await this.#broker.unblock([...this.#blocked.keys()].map((p) => this.#blockingConns.get(p)).filter((c): c is Redis => c !== undefined)).catch(() => undefined);
+    await Promise.all(this.#blocked.values());
+    if (this.#state !== 'running') return;
+    try {
+      const pairs = this.pairs;
+      const listed = await this.#broker.listProcessing(pairs);
+      const strays = pairs.flatMap((pair, i) => this.#reservations.strays(pair.processing, listed[i] ?? []).map((bytes) => ({ pair, bytes, raw: bytes.toString() })));
+      await Promise.all(strays.map((f) => this.#broker.unfetch(f)));
+      if (strays.length > 0) this.#bus.emit('worker:reconciled', { count: strays.length });
+    } catch (err) {
+      this.#reconcileWanted = true;
+      this.#log.warn({ event: 'reconcile:failed', err: String(err) }, 'checking the processing lists after a reconnect failed; retrying');
+      await new Promise((r) => setTimeout(r, FETCH_RETRY_MS));
     }
   }
 
@@ -253,7 +290,7 @@ export class Consumer {
       if (fetched !== null) {
         // In quiet or stopped state the message stays in the processing list for the requeue.
         if (this.#state === 'running') {
-          if (this.#reserved < this.#capacity) this.#handle(fetched);
+          if (this.#reservations.size < this.#capacity) this.#handle(fetched);
           else this.#unfetch(fetched);
         }
         if (this.#waitingForWork) this.#stopOtherWaits(pair);
@@ -268,7 +305,7 @@ export class Consumer {
    * other waits end now instead of each grabbing one more message past the prefetch bound.
    */
   #stopOtherWaits(except: ListPair): void {
-    const others = [...this.#blocked].filter((p) => p !== except).map((p) => this.#blockingConns.get(p)).filter((c): c is Redis => c !== undefined);
+    const others = [...this.#blocked.keys()].filter((p) => p !== except).map((p) => this.#blockingConns.get(p)).filter((c): c is Redis => c !== undefined);
     this.#broker.unblock(others).catch((err: unknown) => this.#log.warn({ event: 'unblock:failed', err: String(err) }, 'ending idle waits failed'));
   }
 
@@ -294,7 +331,7 @@ export class Consumer {
   }
 
   #handle(f: Fetched): void {
-    this.#reserved += 1;
+    this.#reservations.add(f);
     let msg: TaskMessage;
     try {
       msg = decode(f.raw, { maxBytes: this.#o.maxMessageBytes });
@@ -359,7 +396,7 @@ export class Consumer {
     this.#active -= 1;
     if (delayMs === null) {
       // Stopping: the message stays in the processing list for the requeue.
-      this.#reserved -= 1;
+      this.#reservations.delete(f);
       this.#checkIdle();
       return;
     }
@@ -446,7 +483,7 @@ export class Consumer {
     if (again.length > 0) {
       // Still in the processing list: dispatched again, or left for the requeue once fetching stopped.
       if (this.#state === 'running') this.#ready.unshift(...again);
-      else this.#reserved -= again.length;
+      else for (const r of again) this.#reservations.delete(held(r));
       this.#checkIdle();
     }
     this.#pump();
@@ -456,13 +493,13 @@ export class Consumer {
     const previous = this.#runtimeMs.get(msg.task);
     this.#runtimeMs.set(msg.task, previous === undefined ? outcome.runtimeMs : previous + RUNTIME_SMOOTHING * (outcome.runtimeMs - previous));
     if (this.#state === 'stopped') {
-      this.#settle(false);
+      this.#settle(null);
       return;
     }
     const queue = msg.routingKey ?? pair.source;
     if (!outcome.ok && outcome.retryAt !== undefined) {
       await this.#retry({ pair, bytes }, msg, queue, outcome.exc, outcome.retryAt, ignoreResult);
-      this.#settle(true);
+      this.#settle({ pair, raw: msg.raw });
       return;
     }
     let meta: string | null = null;
@@ -473,7 +510,7 @@ export class Consumer {
     const latencyMs = Math.max(0, Date.now() - enqueuedAt);
     if (outcome.ok) this.#bus.emit('task:succeeded', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs });
     else this.#bus.emit('task:failed', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs, excType: outcome.exc.excType, excMessage: outcome.exc.excMessage, traceback: outcome.exc.traceback });
-    this.#settle(true);
+    this.#settle({ pair, raw: msg.raw });
   }
 
   #reject(f: Fetched, err: ProtocolError): void {
@@ -492,7 +529,7 @@ export class Consumer {
     });
     void this.#acks.deadLetter({ pair: f.pair, bytes: f.bytes, taskId: err.taskId, meta, record }).then(() => {
       this.#bus.emit('task:rejected', { id: err.taskId, name: err.taskName, queue: f.pair.source, code: err.code, reason: err.message });
-      this.#settle(true);
+      this.#settle(f);
     });
   }
 
@@ -519,7 +556,7 @@ export class Consumer {
     const meta = exceptionMeta('REVOKED', msg.id, { excType: 'TaskRevokedError', excModule: 'celery.exceptions', excMessage: reason, traceback: null });
     void this.#acks.ack({ pair, bytes, taskId: msg.id, meta: msg.ignoreResult ? null : meta }).then(() => {
       this.#bus.emit('task:revoked', { id: msg.id, name: msg.task, queue: msg.routingKey ?? pair.source, reason });
-      this.#settle(true);
+      this.#settle({ pair, raw: msg.raw });
     });
   }
 
@@ -537,14 +574,17 @@ export class Consumer {
           await new Promise((r) => setTimeout(r, delay));
         }
       }
-      this.#settle(true);
+      this.#settle({ pair, raw: msg.raw });
     })();
   }
 
-  /** One reserved message is done with (acked, deferred, dead-lettered) or abandoned. */
-  #settle(freesSlot: boolean): void {
+  /**
+   * One reserved message is done with: `done` has left our processing list (acked, deferred,
+   * dead-lettered), or null when it stays there for the requeue (stopped).
+   */
+  #settle(done: Held | null): void {
     this.#active -= 1;
-    if (freesSlot) this.#reserved -= 1;
+    if (done) this.#reservations.delete(done);
     // Only a loop stopped by a full capacity needs this; an idle one is woken by its blocking waits.
     if (!this.#waitingForWork) this.#wakeLoop();
     this.#checkIdle();
@@ -553,4 +593,8 @@ export class Consumer {
   #checkIdle(): void {
     if (this.#active === 0 && this.#state !== 'running') for (const w of this.#idleWaiters.splice(0)) w();
   }
+}
+
+function held(r: Ready): Held {
+  return { pair: r.pair, raw: r.msg.raw };
 }

@@ -28,6 +28,8 @@ export interface EventMap {
   'redis:command': { command: string; seconds: number };
   /** Messages a dead worker left behind (`from`: its hostname, ours after a restart), handed back to their queues. */
   'worker:recovered': { count: number; from: string };
+  /** Messages found in our processing lists after a reconnect that this process had not seen, handed back. */
+  'worker:reconciled': { count: number };
   'worker:ready': { hostname: string; queues: string[]; concurrency: number; tasks: number; requeued: number; metricsPort: number | null };
   'worker:shutdown': { hostname: string; mode: 'warm' | 'cold'; requeued: number; unfinished: number };
 }

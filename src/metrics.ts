@@ -56,12 +56,14 @@ export class WorkerMetrics {
     const latency = histogram('celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds');
     const restarts = counter('celeriac_pool_thread_restarts_total', 'Pool threads replaced, by reason', ['hostname', 'reason']);
     const recovered = counter('celeriac_recovered_messages_total', 'Messages handed back to their queues from a dead run of a worker', ['hostname']);
+    const reconciled = counter('celeriac_reconciled_messages_total', 'Messages found in this worker\'s processing lists after a reconnect that it had not seen (a fetch reply lost), handed back', ['hostname']);
     const deferred = counter('celeriac_task_deferred_total', 'Messages parked in the ETA set until due');
     const redisLatency = new Histogram({ name: 'celeriac_redis_command_duration_seconds', help: 'Round trips of work-queue Redis commands, seconds', labelNames: ['hostname', 'command'], buckets: REDIS_BUCKETS, registers: r });
 
     // Every reason a thread can be replaced, so the series exist (at 0) before the first restart.
     for (const reason of ['crash', 'time_limit', 'memory', 'recycle', 'terminate']) restarts.labels(h, reason).inc(0);
     recovered.labels(h).inc(0);
+    reconciled.labels(h).inc(0);
 
     const bus = o.bus;
     bus.on('task:received', (e) => received.labels(e.name, h, e.queue).inc());
@@ -86,6 +88,7 @@ export class WorkerMetrics {
     bus.on('pool:thread-restart', (e) => restarts.labels(h, e.reason).inc());
     bus.on('redis:command', (e) => redisLatency.labels(h, e.command).observe(e.seconds));
     bus.on('worker:recovered', (e) => recovered.labels(h).inc(e.count));
+    bus.on('worker:reconciled', (e) => reconciled.labels(h).inc(e.count));
 
     const gauge = (name: string, help: string, read: (s: WorkerState) => number) =>
       new Gauge({

@@ -1,6 +1,8 @@
 // Redis killed with SIGKILL and restarted (AOF, appendfsync everysec) while tasks flow: the worker
 // reports not-ready, reconnects by itself and goes on; every result stored before the crash (and
-// fsynced) is still there, and every task still in a list runs.
+// fsynced) is still there, and every task still in a list runs. A fetch whose reply was lost in a
+// dropped connection leaves a message in the worker's processing list that it never saw: after the
+// reconnect the worker finds it and hands it back.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +10,7 @@ import { useRedis } from './helpers/setup.js';
 import { freePort } from './helpers/redis-server.js';
 import { startWorker } from './helpers/daemon.js';
 import { scrape } from './helpers/prom.js';
+import { encodeCall } from '../src/producer.js';
 
 const env = useRedis({ appendonly: true });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -54,6 +57,33 @@ test('SIGKILL of Redis mid-stream: nothing acked is lost, every queued task runs
     assert.equal((await scrape(port, '/readyz')).status, 200, 'ready again');
     assert.ok(worker.lines.some((l) => l.event === 'redis:error' || l.event === 'fetch:failed'), 'the outage was logged');
     assert.equal(worker.child.exitCode, null);
+  } finally {
+    await worker.stop();
+  }
+});
+
+test('a message moved into the processing list by a fetch whose reply was lost runs after the reconnect', async () => {
+  const worker = await startWorker({ url: env.redis.url, concurrency: 1 });
+  try {
+    const hostname = String(worker.lines[0]?.hostname);
+    // What a fetch.lua or BLMOVE leaves when Redis carried it out and the connection dropped before
+    // the reply: the message in our processing list, and this process none the wiser.
+    const { msg } = encodeCall({ name: 'celery_app.tasks.add', args: [2, 3], options: { taskId: 'stray-1' } }, { routes: {}, defaultQueue: 'celery' }, Date.now());
+    await env.raw.lpush(`celeriac:processing:${hostname}:celery`, msg.raw);
+    await sleep(1500);
+    assert.equal(await env.raw.exists('celery-task-meta-stray-1'), 0, 'unseen, it does not run by itself');
+
+    const clients = await env.raw.client('LIST') as string;
+    const own = /^id=(\d+) .* name=celeriac:(\S+) /m;
+    const line = clients.split('\n').find((l) => own.exec(l)?.[2] === hostname);
+    assert.ok(line, `the worker's command connection is listed: ${clients}`);
+    await env.raw.client('KILL', 'ID', (own.exec(line) as RegExpExecArray)[1] as string);
+
+    const result = await env.client.result('stray-1').get({ timeout: 10_000 });
+    assert.equal(result, 5);
+    const reconciled = await worker.waitFor((l) => l.event === 'worker:reconciled', 5000, 'worker:reconciled line');
+    assert.equal(reconciled.count, 1);
+    assert.equal(await env.raw.llen(`celeriac:processing:${hostname}:celery`), 0, 'nothing left reserved');
   } finally {
     await worker.stop();
   }

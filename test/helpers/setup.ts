@@ -19,6 +19,7 @@ export function useRedis(options: RedisOptions = {}): TestRedis {
     env.redis = await startRedis(options);
     env.client = createClient({ brokerUrl: env.redis.url });
     env.raw = new Redis(env.redis.url);
+    env.raw.on('error', () => undefined);
   });
   after(async () => {
     env.raw?.disconnect();
