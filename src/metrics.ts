@@ -8,6 +8,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Redis } from 'ioredis';
 import type { EventBus } from './events.js';
 import { DEAD_LETTER_KEY, ETA_KEY, queueLists } from './keys.js';
+import { bump, TaskMetrics } from './task-metrics.js';
 
 /** From 1 ms tasks to 10 minute tasks. */
 export const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -39,25 +40,23 @@ export class WorkerMetrics {
   constructor(o: WorkerMetricsOptions) {
     const r = [this.registry];
     const h = o.hostname;
-    const counter = (name: string, help: string, labels: readonly string[] = TASK_LABELS) =>
-      new Counter({ name, help, labelNames: labels, registers: r });
-    const histogram = (name: string, help: string) =>
-      new Histogram({ name, help, labelNames: TASK_LABELS, buckets: SECONDS_BUCKETS, registers: r });
+    // Per task: plain numbers on the hot path, labelled at scrape time (task-metrics.ts).
+    const tasks = new TaskMetrics(h, SECONDS_BUCKETS);
+    tasks.counter(this.registry, 'celery_task_received_total', 'Tasks received by this worker', (c) => c.received);
+    tasks.counter(this.registry, 'celery_task_started_total', 'Tasks started on a pool thread', (c) => c.started);
+    tasks.counter(this.registry, 'celery_task_succeeded_total', 'Tasks that succeeded (result stored)', (c) => c.succeeded);
+    tasks.labelledCounter(this.registry, 'celery_task_failed_total', 'Tasks that failed (FAILURE stored)', 'exception', (c) => c.failed);
+    tasks.labelledCounter(this.registry, 'celery_task_rejected_total', 'Messages dead-lettered, by reason code', 'reason', (c) => c.rejected);
+    tasks.counter(this.registry, 'celery_task_retried_total', 'Task runs that asked to run again (retry)', (c) => c.retried);
+    tasks.counter(this.registry, 'celery_task_revoked_total', 'Tasks revoked instead of run (expired)', (c) => c.revoked);
+    tasks.counter(this.registry, 'celeriac_task_deferred_total', 'Messages parked in the ETA set until due', (c) => c.deferred);
+    tasks.histogram(this.registry, 'celery_task_runtime', 'Task run time on the pool thread, seconds', (c) => c.runtime);
+    tasks.histogram(this.registry, 'celery_task_queue_wait_time', 'Enqueued (or due) until started, seconds', (c) => c.queueWait);
+    tasks.histogram(this.registry, 'celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds', (c) => c.latency);
 
-    const received = counter('celery_task_received_total', 'Tasks received by this worker');
-    const started = counter('celery_task_started_total', 'Tasks started on a pool thread');
-    const succeeded = counter('celery_task_succeeded_total', 'Tasks that succeeded (result stored)');
-    const failed = counter('celery_task_failed_total', 'Tasks that failed (FAILURE stored)', [...TASK_LABELS, 'exception']);
-    const rejected = counter('celery_task_rejected_total', 'Messages dead-lettered, by reason code', [...TASK_LABELS, 'reason']);
-    const retried = counter('celery_task_retried_total', 'Task runs that asked to run again (retry)');
-    const revoked = counter('celery_task_revoked_total', 'Tasks revoked instead of run (expired)');
-    const runtime = histogram('celery_task_runtime', 'Task run time on the pool thread, seconds');
-    const queueWait = histogram('celery_task_queue_wait_time', 'Enqueued (or due) until started, seconds');
-    const latency = histogram('celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds');
-    const restarts = counter('celeriac_pool_thread_restarts_total', 'Pool threads replaced, by reason', ['hostname', 'reason']);
-    const recovered = counter('celeriac_recovered_messages_total', 'Messages handed back to their queues from a dead run of a worker', ['hostname']);
-    const reconciled = counter('celeriac_reconciled_messages_total', 'Messages found in this worker\'s processing lists after a reconnect that it had not seen (a fetch reply lost), handed back', ['hostname']);
-    const deferred = counter('celeriac_task_deferred_total', 'Messages parked in the ETA set until due');
+    const restarts = new Counter({ name: 'celeriac_pool_thread_restarts_total', help: 'Pool threads replaced, by reason', labelNames: ['hostname', 'reason'], registers: r });
+    const recovered = new Counter({ name: 'celeriac_recovered_messages_total', help: 'Messages handed back to their queues from a dead run of a worker', labelNames: ['hostname'], registers: r });
+    const reconciled = new Counter({ name: 'celeriac_reconciled_messages_total', help: 'Messages found in this worker\'s processing lists after a reconnect that it had not seen (a fetch reply lost), handed back', labelNames: ['hostname'], registers: r });
     const redisLatency = new Histogram({ name: 'celeriac_redis_command_duration_seconds', help: 'Round trips of work-queue Redis commands, seconds', labelNames: ['hostname', 'command'], buckets: REDIS_BUCKETS, registers: r });
 
     // Every reason a thread can be replaced, so the series exist (at 0) before the first restart.
@@ -66,25 +65,36 @@ export class WorkerMetrics {
     reconciled.labels(h).inc(0);
 
     const bus = o.bus;
-    bus.on('task:received', (e) => received.labels(e.name, h, e.queue).inc());
+    bus.on('task:received', (e) => {
+      tasks.cells(e.name, e.queue).received += 1;
+    });
     bus.on('task:started', (e) => {
-      started.labels(e.name, h, e.queue).inc();
-      queueWait.labels(e.name, h, e.queue).observe(e.queueWaitMs / 1000);
+      const c = tasks.cells(e.name, e.queue);
+      c.started += 1;
+      c.queueWait.observe(e.queueWaitMs / 1000);
     });
     bus.on('task:succeeded', (e) => {
-      succeeded.labels(e.name, h, e.queue).inc();
-      runtime.labels(e.name, h, e.queue).observe(e.runtimeMs / 1000);
-      latency.labels(e.name, h, e.queue).observe(e.latencyMs / 1000);
+      const c = tasks.cells(e.name, e.queue);
+      c.succeeded += 1;
+      c.runtime.observe(e.runtimeMs / 1000);
+      c.latency.observe(e.latencyMs / 1000);
     });
     bus.on('task:failed', (e) => {
-      failed.labels(e.name, h, e.queue, e.excType).inc();
-      runtime.labels(e.name, h, e.queue).observe(e.runtimeMs / 1000);
-      latency.labels(e.name, h, e.queue).observe(e.latencyMs / 1000);
+      const c = tasks.cells(e.name, e.queue);
+      bump(c.failed, e.excType);
+      c.runtime.observe(e.runtimeMs / 1000);
+      c.latency.observe(e.latencyMs / 1000);
     });
-    bus.on('task:rejected', (e) => rejected.labels(e.name ?? 'unknown', h, e.queue, e.code).inc());
-    bus.on('task:revoked', (e) => revoked.labels(e.name, h, e.queue).inc());
-    bus.on('task:retried', (e) => retried.labels(e.name, h, e.queue).inc());
-    bus.on('task:deferred', (e) => deferred.labels(e.name, h, e.queue).inc());
+    bus.on('task:rejected', (e) => bump(tasks.cells(e.name ?? 'unknown', e.queue).rejected, e.code));
+    bus.on('task:revoked', (e) => {
+      tasks.cells(e.name, e.queue).revoked += 1;
+    });
+    bus.on('task:retried', (e) => {
+      tasks.cells(e.name, e.queue).retried += 1;
+    });
+    bus.on('task:deferred', (e) => {
+      tasks.cells(e.name, e.queue).deferred += 1;
+    });
     bus.on('pool:thread-restart', (e) => restarts.labels(h, e.reason).inc());
     bus.on('redis:command', (e) => redisLatency.labels(h, e.command).observe(e.seconds));
     bus.on('worker:recovered', (e) => recovered.labels(h).inc(e.count));
