@@ -118,8 +118,8 @@ const N = SIZES[MODE];
 
 /** celeriac drain sweep: [threads, prefetch multiplier]. */
 const CELERIAC_SWEEP: Record<typeof MODE, [number, number][]> = {
-  full: [[1, 4], [1, 50], [2, 4], [2, 50], [4, 50]],
-  quick: [[1, 50], [2, 4], [2, 50]],
+  full: [[1, 4], [1, 200], [2, 4], [2, 50], [2, 200], [4, 200]],
+  quick: [[1, 200], [2, 4], [2, 200]],
   smoke: [[2, 50]],
 };
 const BULL_SWEEP: Record<typeof MODE, number[]> = { full: [1, 10, 100], quick: [1, 10, 100], smoke: [10] };
@@ -129,7 +129,7 @@ const CELERY_POOLS: Record<typeof MODE, [string, number][]> = {
   smoke: [['solo', 0]],
 };
 /** The configuration of the celeriac-only scenarios when the drain sweep did not run. */
-const DEFAULT_BEST: [number, number] = [2, 50];
+const DEFAULT_BEST: [number, number] = [2, 200];
 
 const NOOP = 'bench_app.tasks.noop';
 const BURN = 'bench_app.tasks.burn';

@@ -31,7 +31,7 @@ import { ProtocolError, REJECTION_EXCEPTIONS } from './errors.js';
 import type { EventBus } from './events.js';
 import { PRIORITY_STEPS, processingList, queueList } from './keys.js';
 import type { Logger } from './logger.js';
-import { Reservations, type Held } from './reservations.js';
+import { Reservations } from './reservations.js';
 import type { AbortReason, Pool } from './pool.js';
 import type { Revocations } from './revocations.js';
 import { decode, retryMessage, withHeaders, type TaskMessage } from './protocol.js';
@@ -59,8 +59,8 @@ export interface ConsumerOptions {
 }
 
 interface Ready {
-  pair: ListPair;
-  bytes: Buffer;
+  /** The message as fetched: the reservation, and what acks remove by. */
+  fetched: Fetched;
   msg: TaskMessage;
   ignoreResult: boolean;
   /** Seconds before the thread is terminated (message, then task, then worker default), or null. */
@@ -91,6 +91,12 @@ export class Consumer {
   readonly #ready: Ready[] = [];
   #state: State = 'running';
   readonly #reservations = new Reservations();
+  /**
+   * Reserved messages whose outcome is known and being written (ack, retry, defer, dead letter). They
+   * stay in the processing list until written, but no longer count against the prefetch bound: a
+   * slot that waited for the ack's round trip would idle the threads for it.
+   */
+  #writes = 0;
   /** A connection came back: our processing lists may hold messages whose fetch reply was lost. */
   #reconcileWanted = false;
   /** Tasks in the pool plus acks, defers and dead letters not yet written. */
@@ -167,7 +173,7 @@ export class Consumer {
     this.#state = 'quiet';
     this.#broker.disconnectBlocking();
     this.#blockingConns.clear();
-    for (const r of this.#ready.splice(0)) this.#reservations.delete(held(r));
+    for (const r of this.#ready.splice(0)) this.#reservations.delete(r.fetched);
     this.#wakeLoop();
     this.#checkIdle();
   }
@@ -191,10 +197,11 @@ export class Consumer {
         await this.#reconcile();
         continue;
       }
-      const reserved = this.#reservations.size;
-      const free = this.#capacity - reserved;
-      // Refill in batches: fetching whenever one slot frees costs a round trip per task.
-      if (free <= 0 || (free < this.#refillAt && reserved > 0)) {
+      const holding = this.#holding;
+      const free = this.#capacity - holding;
+      // Refill in batches: fetching whenever one slot frees costs a round trip per task. Writes are
+      // bounded too, so a slow Redis slows fetching instead of piling up outcomes in memory.
+      if (free <= 0 || (free < this.#refillAt && holding > 0) || this.#writes >= this.#capacity) {
         await this.#sleep(false);
         continue;
       }
@@ -215,6 +222,17 @@ export class Consumer {
       this.#startBlockingWaits();
       await this.#sleep(true);
     }
+  }
+
+  /** Reserved messages not finished yet: what the prefetch bound counts. */
+  get #holding(): number {
+    return this.#reservations.size - this.#writes;
+  }
+
+  /** An outcome is known and its write begins: its prefetch slot is free from now on. */
+  #beginWrite(): void {
+    this.#writes += 1;
+    if (!this.#waitingForWork) this.#wakeLoop();
   }
 
   /** Step-major order with the queues rotated on every call, as kombu does, so no queue starves. */
@@ -290,7 +308,7 @@ export class Consumer {
       if (fetched !== null) {
         // In quiet or stopped state the message stays in the processing list for the requeue.
         if (this.#state === 'running') {
-          if (this.#reservations.size < this.#capacity) this.#handle(fetched);
+          if (this.#holding < this.#capacity) this.#handle(fetched);
           else this.#unfetch(fetched);
         }
         if (this.#waitingForWork) this.#stopOtherWaits(pair);
@@ -373,7 +391,7 @@ export class Consumer {
     const due = Math.max(msg.eta ?? Number.NEGATIVE_INFINITY, msg.rateSlot ?? Number.NEGATIVE_INFINITY);
     const enqueuedAt = Math.max(msg.sentAt ?? (due === Number.NEGATIVE_INFINITY ? now : Number.NEGATIVE_INFINITY), due);
     const hardLimit = msg.timeLimit[0] ?? info.timeLimit ?? this.#o.timeLimit;
-    this.#ready.push({ pair: f.pair, bytes: f.bytes, msg, ignoreResult: msg.ignoreResult || info.ignoreResult, hardLimit, enqueuedAt });
+    this.#ready.push({ fetched: f, msg, ignoreResult: msg.ignoreResult || info.ignoreResult, hardLimit, enqueuedAt });
     this.#pump();
   }
 
@@ -420,7 +438,7 @@ export class Consumer {
       const first = this.#ready.shift() as Ready;
       // Revoked after it was received: not run.
       if (this.#revocations.has(first.msg.id)) {
-        this.#revoke(first, first.msg, 'revoked');
+        this.#revoke(first.fetched, first.msg, 'revoked');
         continue;
       }
       const batch = [first];
@@ -449,9 +467,9 @@ export class Consumer {
     this.#active += batch.length;
     const now = Date.now();
     const controller = new AbortController();
-    for (const { pair, msg, enqueuedAt } of batch) {
+    for (const { fetched, msg, enqueuedAt } of batch) {
       this.#running.set(msg.id, controller);
-      this.#bus.emit('task:started', { id: msg.id, name: msg.task, queue: msg.routingKey ?? pair.source, queueWaitMs: Math.max(0, now - enqueuedAt) });
+      this.#bus.emit('task:started', { id: msg.id, name: msg.task, queue: msg.routingKey ?? fetched.pair.source, queueWaitMs: Math.max(0, now - enqueuedAt) });
     }
     const limit = batch[0]?.hardLimit ?? null;
     const timer = limit === null ? null : setTimeout(() => controller.abort('time_limit' satisfies AbortReason), limit * 1000);
@@ -469,7 +487,7 @@ export class Consumer {
         again.push(r);
       } else if ('aborted' in outcome && outcome.aborted === 'terminate') {
         this.#active -= 1;
-        this.#revoke(r, r.msg, 'terminated');
+        this.#revoke(r.fetched, r.msg, 'terminated');
       } else if ('aborted' in outcome) {
         void this.#finish(r, {
           ok: false,
@@ -483,23 +501,25 @@ export class Consumer {
     if (again.length > 0) {
       // Still in the processing list: dispatched again, or left for the requeue once fetching stopped.
       if (this.#state === 'running') this.#ready.unshift(...again);
-      else for (const r of again) this.#reservations.delete(held(r));
+      else for (const r of again) this.#reservations.delete(r.fetched);
       this.#checkIdle();
     }
     this.#pump();
   }
 
-  async #finish({ pair, bytes, msg, ignoreResult, enqueuedAt }: Ready, outcome: Outcome): Promise<void> {
+  async #finish({ fetched, msg, ignoreResult, enqueuedAt }: Ready, outcome: Outcome): Promise<void> {
+    const { pair, bytes } = fetched;
     const previous = this.#runtimeMs.get(msg.task);
     this.#runtimeMs.set(msg.task, previous === undefined ? outcome.runtimeMs : previous + RUNTIME_SMOOTHING * (outcome.runtimeMs - previous));
     if (this.#state === 'stopped') {
       this.#settle(null);
       return;
     }
+    this.#beginWrite();
     const queue = msg.routingKey ?? pair.source;
     if (!outcome.ok && outcome.retryAt !== undefined) {
       await this.#retry({ pair, bytes }, msg, queue, outcome.exc, outcome.retryAt, ignoreResult);
-      this.#settle({ pair, raw: msg.raw });
+      this.#settle(fetched);
       return;
     }
     let meta: string | null = null;
@@ -510,11 +530,12 @@ export class Consumer {
     const latencyMs = Math.max(0, Date.now() - enqueuedAt);
     if (outcome.ok) this.#bus.emit('task:succeeded', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs });
     else this.#bus.emit('task:failed', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs, excType: outcome.exc.excType, excMessage: outcome.exc.excMessage, traceback: outcome.exc.traceback });
-    this.#settle({ pair, raw: msg.raw });
+    this.#settle(fetched);
   }
 
   #reject(f: Fetched, err: ProtocolError): void {
     this.#active += 1;
+    this.#beginWrite();
     const exc = REJECTION_EXCEPTIONS[err.code];
     const meta = err.taskId === null ? null : exceptionMeta('FAILURE', err.taskId, { ...exc, excMessage: err.message, traceback: null });
     const record = JSON.stringify({
@@ -551,17 +572,21 @@ export class Consumer {
   }
 
   /** Stores REVOKED (Celery's TaskRevokedError) instead of running the task, and acks. */
-  #revoke({ pair, bytes }: { pair: ListPair; bytes: Buffer }, msg: TaskMessage, reason: string): void {
+  #revoke(f: Fetched, msg: TaskMessage, reason: string): void {
+    const { pair, bytes } = f;
     this.#active += 1;
+    this.#beginWrite();
     const meta = exceptionMeta('REVOKED', msg.id, { excType: 'TaskRevokedError', excModule: 'celery.exceptions', excMessage: reason, traceback: null });
     void this.#acks.ack({ pair, bytes, taskId: msg.id, meta: msg.ignoreResult ? null : meta }).then(() => {
       this.#bus.emit('task:revoked', { id: msg.id, name: msg.task, queue: msg.routingKey ?? pair.source, reason });
-      this.#settle({ pair, raw: msg.raw });
+      this.#settle(f);
     });
   }
 
-  #defer({ pair, bytes }: Fetched, msg: TaskMessage, eta: number, queue: string, stored: string | Buffer = bytes): void {
+  #defer(f: Fetched, msg: TaskMessage, eta: number, queue: string, stored: string | Buffer = f.bytes): void {
+    const { pair, bytes } = f;
     this.#active += 1;
+    this.#beginWrite();
     void (async () => {
       // Retried until it lands or the worker stops (then the requeue returns the message to its queue).
       for (let delay = FETCH_RETRY_MS; this.#state !== 'stopped'; delay = Math.min(delay * 2, 5000)) {
@@ -574,7 +599,7 @@ export class Consumer {
           await new Promise((r) => setTimeout(r, delay));
         }
       }
-      this.#settle({ pair, raw: msg.raw });
+      this.#settle(f);
     })();
   }
 
@@ -582,9 +607,12 @@ export class Consumer {
    * One reserved message is done with: `done` has left our processing list (acked, deferred,
    * dead-lettered), or null when it stays there for the requeue (stopped).
    */
-  #settle(done: Held | null): void {
+  #settle(done: Fetched | null): void {
     this.#active -= 1;
-    if (done) this.#reservations.delete(done);
+    if (done) {
+      this.#reservations.delete(done);
+      this.#writes -= 1;
+    }
     // Only a loop stopped by a full capacity needs this; an idle one is woken by its blocking waits.
     if (!this.#waitingForWork) this.#wakeLoop();
     this.#checkIdle();
@@ -595,6 +623,3 @@ export class Consumer {
   }
 }
 
-function held(r: Ready): Held {
-  return { pair: r.pair, raw: r.msg.raw };
-}

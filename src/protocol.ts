@@ -174,9 +174,19 @@ export function formatIsoTime(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 23)}000+00:00`;
 }
 
-/** The result backend's `date_done`: UTC without an offset, as Python's `datetime.utcnow().isoformat()`. */
+let lastDoneMs = Number.NaN;
+let lastDone = '';
+
+/**
+ * The result backend's `date_done`: UTC without an offset, as Python's `datetime.utcnow().isoformat()`.
+ * A busy worker stores many results within one millisecond: the last string is reused for them.
+ */
 export function formatDateDone(ms: number): string {
-  return `${new Date(ms).toISOString().slice(0, 23)}000`;
+  if (ms !== lastDoneMs) {
+    lastDoneMs = ms;
+    lastDone = `${new Date(ms).toISOString().slice(0, 23)}000`;
+  }
+  return lastDone;
 }
 
 function parseEmbed(f: Fields, value: unknown): Embed {
