@@ -73,7 +73,7 @@ export class Client {
 
   constructor(options: ClientOptions = {}) {
     const url = options.brokerUrl ?? DEFAULT_BROKER_URL;
-    this.#cmd = connect(url, { connectionName: 'celeriac:producer' });
+    this.#cmd = connect(url, { connectionName: 'celeriac:producer', enableAutoPipelining: false });
     this.#sub = connect(url, { connectionName: 'celeriac:results', enableAutoPipelining: false });
     // Connection errors while Redis is away are retried by ioredis and felt by the commands that wait
     // for it; without a listener ioredis would print each retry to stderr as "Unhandled error event".
@@ -90,8 +90,13 @@ export class Client {
 
   /** Sends one task; resolves when Redis has it. */
   async send(name: string, args: readonly unknown[] = [], kwargs: Readonly<Record<string, unknown>> = {}, options: SendOptions = {}): Promise<AsyncResult> {
-    const [encoded] = await this.sendMany([{ name, args, kwargs, options }]);
-    return encoded as AsyncResult;
+    const call = { name, args, kwargs, options };
+    const { queue, msg } = this.#encode(call, Date.now());
+    // The common case, a queue already declared, is one plain LPUSH: a pipeline costs more than the
+    // command itself when it holds one.
+    if (!this.#declared.has(queue)) return (await this.sendMany([call]))[0] as AsyncResult;
+    await this.#cmd.lpush(msg.list, msg.raw);
+    return this.#sent(queue, msg);
   }
 
   /** Sends many tasks in one pipelined round trip; the order of results matches `calls`. */
@@ -99,11 +104,12 @@ export class Client {
     const now = Date.now();
     const encoded: { queue: string; msg: Encoded }[] = calls.map((c) => this.#encode(c, now));
     const pipe = this.#cmd.pipeline();
+    const declaring = new Set<string>();
     for (const { queue } of encoded) {
-      if (this.#declared.has(queue)) continue;
+      if (this.#declared.has(queue) || declaring.has(queue)) continue;
       // kombu declares the binding before a queue's first publish; fanout/topic routing reads it.
       pipe.sadd(bindingKey(queue), bindingMember(queue));
-      this.#declared.add(queue);
+      declaring.add(queue);
     }
     // Consecutive messages for the same list go in one LPUSH (in order, as separate LPUSHes would).
     for (let i = 0; i < encoded.length; ) {
@@ -114,8 +120,13 @@ export class Client {
     }
     const replies = await pipe.exec();
     for (const [err] of replies ?? []) if (err) throw err;
-    for (const { queue, msg } of encoded) this.events.emit('task:sent', { name: msg.task, queue, count: 1 });
-    return encoded.map(({ msg }) => new AsyncResult(msg.id, this.#cmd, this.#listener));
+    for (const queue of declaring) this.#declared.add(queue);
+    return encoded.map(({ queue, msg }) => this.#sent(queue, msg));
+  }
+
+  #sent(queue: string, msg: Encoded): AsyncResult {
+    this.events.emit('task:sent', { name: msg.task, queue, count: 1 });
+    return new AsyncResult(msg.id, this.#cmd, this.#listener);
   }
 
   #encode(call: TaskCall, now: number): { queue: string; msg: Encoded } {

@@ -1,7 +1,7 @@
 """Python Celery side of `npm run bench` (from the peer harness in shared/bench):
 python3 celery_side.py MODE N [ARG]; prints one JSON line.
 
-MODE enqueue: N apply_async of noop, timed. prefill: N noop messages (or burn with ARG ms), untimed.
+MODE enqueue: N apply_async of noop, timed, after an untimed warm-up of N/4. prefill: N noop messages (or burn with ARG ms), untimed.
 roundtrip: N sequential noop.delay().get() after warm-up, latencies in ms. versions: celery and kombu."""
 import json, os, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -9,6 +9,8 @@ from bench_app.tasks import burn, noop  # noqa: E402
 
 mode, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0
 if mode == "enqueue":
+    for i in range(max(50, n // 4)):
+        noop.apply_async((i, 1), ignore_result=False)
     t = time.perf_counter()
     for i in range(n):
         noop.apply_async((i, 1), ignore_result=False)
