@@ -455,6 +455,8 @@ const celeryLabel = (pool: string, concurrency: number): string => `${pool}${con
 // --- scenarios -------------------------------------------------------------------------------------
 
 const ideal = CORES * 200;
+/** Round trips before the timed ones, the same for every system: the JIT of both Node peers warms up. */
+const RT_WARM = MODE === 'smoke' ? 20 : 500;
 
 /**
  * Producers run in this process, one after the other, and share ioredis: whoever runs first would pay
@@ -536,7 +538,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
       const w = await startCeleriac({ concurrency: 1, prefetch: 4 });
       try {
         const lat = await withClient(async (client) => {
-          for (let i = 0; i < 50; i++) await (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 });
+          for (let i = 0; i < RT_WARM; i++) await (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 });
           const out: number[] = [];
           for (let i = 0; i < N.rt; i++) {
             const t = performance.now();
@@ -558,7 +560,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
       try {
         await w.nextJson((l) => l.ready === true, 30_000, 'ready line');
         await qe.waitUntilReady();
-        for (let i = 0; i < 50; i++) await (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000);
+        for (let i = 0; i < RT_WARM; i++) await (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000);
         const lat: number[] = [];
         for (let i = 0; i < N.rt; i++) {
           const t = performance.now();
@@ -576,7 +578,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
       await flush();
       const w = startCelery('solo', 0);
       try {
-        const r = await py(['roundtrip', String(N.rt)]);
+        const r = await py(['roundtrip', String(N.rt), String(RT_WARM)]);
         record('roundtrip', 'celery', 'delay().get(), pool solo', latencyFigures(r.latencies_ms as number[]));
       } finally {
         await w.stop('SIGTERM', 15_000);

@@ -170,17 +170,19 @@ export class Broker {
 
   /** Waits up to `timeoutSeconds` for one message on `pair.source`, moving it atomically (BLMOVE). */
   async blockingMove(conn: Redis, pair: ListPair, timeoutSeconds: number): Promise<Fetched | null> {
-    // Asked right before each wait, on the same connection: the id changes on reconnects, and a
-    // request queued behind a BLMOVE would not be answered until the wait ends.
-    this.#clientIds.delete(conn);
+    // Asked before the first wait on each connection (it is forgotten when the connection drops, as
+    // the server gives a new one on reconnect): a request queued behind a BLMOVE would not be answered
+    // until the wait ends.
     this.#unblockWanted.delete(conn);
-    conn.client('ID').then(
-      (id) => {
-        this.#clientIds.set(conn, Number(id));
-        if (this.#unblockWanted.delete(conn)) void this.unblock([conn]).catch(() => undefined);
-      },
-      () => undefined,
-    );
+    if (!this.#clientIds.has(conn)) {
+      conn.client('ID').then(
+        (id) => {
+          this.#clientIds.set(conn, Number(id));
+          if (this.#unblockWanted.delete(conn)) void this.unblock([conn]).catch(() => undefined);
+        },
+        () => undefined,
+      );
+    }
     const bytes = await conn.blmoveBuffer(pair.source, pair.processing, 'RIGHT', 'LEFT', timeoutSeconds);
     return bytes === null ? null : { pair, bytes, raw: bytes.toString() };
   }

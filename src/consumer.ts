@@ -311,17 +311,17 @@ export class Consumer {
           if (this.#holding < this.#capacity) this.#handle(fetched);
           else this.#unfetch(fetched);
         }
-        if (this.#waitingForWork) this.#stopOtherWaits(pair);
+        // The loop takes over with fetch.lua. Each other wait can still bring one message: they keep
+        // waiting (re-arming them all per message cost more than the message) unless the free
+        // capacity cannot hold one from each.
+        if (this.#waitingForWork && this.#capacity - this.#holding < this.#blocked.size - 1) this.#stopOtherWaits(pair);
         this.#wakeLoop();
         return;
       }
     }
   }
 
-  /**
-   * One list had work: the loop takes over with fetch.lua (priority order, bounded by capacity), so the
-   * other waits end now instead of each grabbing one more message past the prefetch bound.
-   */
+  /** Ends the other waits, so that none brings a message past the prefetch bound. */
   #stopOtherWaits(except: ListPair): void {
     const others = [...this.#blocked.keys()].filter((p) => p !== except).map((p) => this.#blockingConns.get(p)).filter((c): c is Redis => c !== undefined);
     this.#broker.unblock(others).catch((err: unknown) => this.#log.warn({ event: 'unblock:failed', err: String(err) }, 'ending idle waits failed'));

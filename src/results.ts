@@ -94,7 +94,10 @@ export class ResultListener {
     for (const w of [...waiters]) w(meta);
   }
 
-  /** Calls `onMeta` for every state published for `taskId` until the returned function is called. */
+  /**
+   * Calls `onMeta` for every state published for `taskId` until the returned function is called; that
+   * one drops the waiter at once and never rejects.
+   */
   async listen(taskId: string, onMeta: (meta: ResultMeta) => void): Promise<() => Promise<void>> {
     const channel = resultKey(taskId);
     let set = this.#waiters.get(channel);
@@ -182,7 +185,8 @@ export class AsyncResult {
       throw errorOf(meta);
     } finally {
       clearTimeout(timer);
-      await stop();
+      // Not awaited: the waiter is gone at once, and the UNSUBSCRIBE reply need not delay the result.
+      void stop();
     }
   }
 

@@ -2,7 +2,7 @@
 python3 celery_side.py MODE N [ARG]; prints one JSON line.
 
 MODE enqueue: N apply_async of noop, timed, after an untimed warm-up of N/4. prefill: N noop messages (or burn with ARG ms), untimed.
-roundtrip: N sequential noop.delay().get() after warm-up, latencies in ms. versions: celery and kombu."""
+roundtrip: N sequential noop.delay().get() after a warm-up of ARG (50), latencies in ms. versions: celery and kombu."""
 import json, os, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_app.tasks import burn, noop  # noqa: E402
@@ -21,7 +21,7 @@ elif mode == "prefill":
         (burn.apply_async((ms,)) if ms else noop.apply_async((i, 1)))
     print(json.dumps({"sent": n}))
 elif mode == "roundtrip":
-    for i in range(50):
+    for i in range(int(sys.argv[3]) if len(sys.argv) > 3 else 50):
         noop.delay(i, 1).get(timeout=10)
     lat = []
     for i in range(n):
