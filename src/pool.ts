@@ -123,6 +123,7 @@ export class Pool {
     const started = performance.now();
     try {
       const result = (await this.#piscina.run({ kind: 'run', items, progressAt: base }, signal ? { signal } : {})) as BatchResult;
+      if (result.declined) return items.map(() => ({ notRun: true }));
       if (result.retiring) this.#bus.emit('pool:thread-restart', { reason: 'recycle' });
       return result.outcomes;
     } catch (err) {

@@ -13,6 +13,7 @@ const config = workerData as ThreadConfig;
 const { app, hostname } = config;
 const progress = new Int32Array(config.progress);
 let tasksRun = 0;
+let retired = false;
 let loaded: Promise<unknown> | null = null;
 const load = (): Promise<unknown> => (loaded ??= import(app));
 
@@ -141,6 +142,8 @@ function requestOf(raw: string, ignoreResult: boolean): RequestData {
 }
 
 async function runBatch(items: readonly BatchItem[], progressAt: number): Promise<BatchResult> {
+  // Piscina may hand this thread another batch between its retiring reply and its exit.
+  if (retired) return { outcomes: [], retiring: false, declined: true };
   const outcomes: Outcome[] = [];
   for (let i = 0; i < items.length; i++) {
     const item = items[i] as BatchItem;
@@ -152,7 +155,10 @@ async function runBatch(items: readonly BatchItem[], progressAt: number): Promis
   const retiring = config.maxTasksPerThread > 0 && tasksRun >= config.maxTasksPerThread;
   // After the reply is posted (it is, before a macrotask runs): Piscina replaces the thread, and
   // whatever memory the tasks leaked goes with it.
-  if (retiring) setImmediate(() => process.exit(0));
+  if (retiring) {
+    retired = true;
+    setImmediate(() => process.exit(0));
+  }
   return { outcomes, retiring };
 }
 

@@ -65,7 +65,10 @@ export interface ThreadConfig {
 /** `retiring`: the thread has run its share of tasks and exits right after this reply. */
 export interface BatchResult {
   outcomes: Outcome[];
+  /** The thread exits after this reply (--max-tasks-per-thread). */
   retiring: boolean;
+  /** The thread was already retiring when the batch arrived: none of it ran. */
+  declined?: true;
 }
 
 export interface Manifest {
