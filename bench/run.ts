@@ -7,9 +7,10 @@
 // The peers run from bench/peers (bullmq-worker.mjs, celery_side.py, bench_app/), adapted from the
 // reference harness in shared/bench. celeriac workers run as child processes of the real CLI.
 
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { availableParallelism, cpus, totalmem, release } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -196,6 +197,10 @@ const FIGURE_FORMAT: Record<string, (v: number) => string> = {
   send_per_s: (v) => `sent ${fmtInt(v)}/s`,
   defer_per_s: (v) => `deferred ${fmtInt(v)}/s`,
   overhead_pct: (v) => `metrics cost ${v.toFixed(1)}%`,
+  scrape_p50_ms: (v) => `scrape p50 ${fmtMs(v)} ms`,
+  scrape_max_ms: (v) => `max ${fmtMs(v)} ms (target < 50 ms)`,
+  scrape_unchanged_p50_ms: (v) => `unchanged series p50 ${fmtMs(v)} ms`,
+  series: (v) => `${fmtInt(v)} series`,
   on_jobs_per_s: (v) => `on ${fmtInt(v)} jobs/s`,
   off_jobs_per_s: (v) => `off ${fmtInt(v)} jobs/s`,
   tasks: (v) => `${fmtInt(v)} tasks`,
@@ -452,6 +457,51 @@ async function celeryDrain(n: number, pool: string, concurrency: number, burnMs?
 
 const celeryLabel = (pool: string, concurrency: number): string => `${pool}${concurrency ? ` -c ${concurrency}` : ''}`;
 
+/** The issue's bound: a scrape stays under 50 ms with this many task names and queues. */
+const SCRAPE_TASKS = 1000;
+const SCRAPE_QUEUES = 50;
+
+/**
+ * A worker with SCRAPE_TASKS registered tasks on SCRAPE_QUEUES queues: the time of a whole scrape
+ * (Redis-read gauges included, and reading the body), after every task name ran once more (all series
+ * changed), and again with nothing run in between.
+ */
+async function scrapeTime(): Promise<Figures> {
+  await flush();
+  const dir = mkdtempSync(join(tmpdir(), 'celeriac-scrape-'));
+  const app = join(dir, 'many.mjs');
+  writeFileSync(app, `import { defineTask } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist', 'workers', 'registry.js')).href)};\nfor (let i = 0; i < ${SCRAPE_TASKS}; i++) defineTask(\`bench_app.many.t\${i}\`, () => i);\n`);
+  const queues = Array.from({ length: SCRAPE_QUEUES }, (_, i) => `scrape${i}`);
+  const metricsPort = await freePort();
+  const args = [CLI, 'worker', '-A', app, '-c', '2', '-Q', queues.join(','), '--metrics-port', String(metricsPort), '--metrics-bind', '127.0.0.1', '-n', `scrape-${process.pid}@%h`, '-l', 'warning', '--broker', url];
+  const worker = new Child('celeriac worker (1,000 tasks, 50 queues)', process.execPath, args);
+  try {
+    await workerReady(worker);
+    let series = 0;
+    const scrape = async (): Promise<number> => {
+      const t = performance.now();
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const ms = performance.now() - t;
+      series = text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
+      return ms;
+    };
+    // Every task name runs once more before each of these scrapes, so every series has changed.
+    const changed: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      await flush();
+      await prefillCeleriac(SCRAPE_TASKS, (i) => ({ name: `bench_app.many.t${i}`, args: [], options: { queue: queues[i % SCRAPE_QUEUES] as string } }));
+      await waitStored(SCRAPE_TASKS, 1, drainTimeout(SCRAPE_TASKS, 100), () => worker.running);
+      changed.push(await scrape());
+    }
+    const unchanged: number[] = [];
+    for (let i = 0; i < 10; i++) unchanged.push(await scrape());
+    return { scrape_p50_ms: median(changed), scrape_max_ms: Math.max(...changed), scrape_unchanged_p50_ms: median(unchanged), series };
+  } finally {
+    await stopCeleriac(worker);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // --- scenarios -------------------------------------------------------------------------------------
 
 const ideal = CORES * 200;
@@ -633,6 +683,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
     const onRate = median(on);
     const offRate = median(off);
     record('metrics', 'celeriac', `drain -c ${c} --prefetch-multiplier ${p}, /metrics on vs off`, { on_jobs_per_s: onRate, off_jobs_per_s: offRate, overhead_pct: ((offRate - onRate) / offRate) * 100 });
+    record('metrics', 'celeriac', `GET /metrics, ${fmtInt(SCRAPE_TASKS)} task names on ${SCRAPE_QUEUES} queues`, await scrapeTime());
   },
 
   async eta() {

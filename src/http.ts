@@ -60,7 +60,13 @@ export class HttpEndpoints {
       if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, 'text/plain', 'method not allowed\n');
       if (path === '/metrics') {
         metrics.metrics().then(
-          (text) => reply(200, metrics.contentType, text),
+          (chunks) => {
+            res.writeHead(200, { 'content-type': metrics.contentType });
+            // Corked: the chunks leave in one write.
+            res.cork();
+            for (const chunk of chunks) res.write(chunk);
+            res.end();
+          },
           (err: unknown) => reply(500, 'text/plain', `metrics failed: ${String(err)}\n`),
         );
         return;

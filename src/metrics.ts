@@ -36,23 +36,24 @@ const TASK_LABELS = ['name', 'hostname', 'queue_name'] as const;
 
 export class WorkerMetrics {
   readonly registry = new Registry();
+  readonly #tasks: TaskMetrics;
 
   constructor(o: WorkerMetricsOptions) {
     const r = [this.registry];
     const h = o.hostname;
     // Per task: plain numbers on the hot path, labelled at scrape time (task-metrics.ts).
-    const tasks = new TaskMetrics(h, SECONDS_BUCKETS);
-    tasks.counter(this.registry, 'celery_task_received_total', 'Tasks received by this worker', (c) => c.received);
-    tasks.counter(this.registry, 'celery_task_started_total', 'Tasks started on a pool thread', (c) => c.started);
-    tasks.counter(this.registry, 'celery_task_succeeded_total', 'Tasks that succeeded (result stored)', (c) => c.succeeded);
-    tasks.labelledCounter(this.registry, 'celery_task_failed_total', 'Tasks that failed (FAILURE stored)', 'exception', (c) => c.failed);
-    tasks.labelledCounter(this.registry, 'celery_task_rejected_total', 'Messages dead-lettered, by reason code', 'reason', (c) => c.rejected);
-    tasks.counter(this.registry, 'celery_task_retried_total', 'Task runs that asked to run again (retry)', (c) => c.retried);
-    tasks.counter(this.registry, 'celery_task_revoked_total', 'Tasks revoked instead of run (expired)', (c) => c.revoked);
-    tasks.counter(this.registry, 'celeriac_task_deferred_total', 'Messages parked in the ETA set until due', (c) => c.deferred);
-    tasks.histogram(this.registry, 'celery_task_runtime', 'Task run time on the pool thread, seconds', (c) => c.runtime);
-    tasks.histogram(this.registry, 'celery_task_queue_wait_time', 'Enqueued (or due) until started, seconds', (c) => c.queueWait);
-    tasks.histogram(this.registry, 'celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds', (c) => c.latency);
+    const tasks = (this.#tasks = new TaskMetrics(h, SECONDS_BUCKETS));
+    tasks.counter('celery_task_received_total', 'Tasks received by this worker', (c) => c.received);
+    tasks.counter('celery_task_started_total', 'Tasks started on a pool thread', (c) => c.started);
+    tasks.counter('celery_task_succeeded_total', 'Tasks that succeeded (result stored)', (c) => c.succeeded);
+    tasks.labelledCounter('celery_task_failed_total', 'Tasks that failed (FAILURE stored)', 'exception', (c) => c.failed);
+    tasks.labelledCounter('celery_task_rejected_total', 'Messages dead-lettered, by reason code', 'reason', (c) => c.rejected);
+    tasks.counter('celery_task_retried_total', 'Task runs that asked to run again (retry)', (c) => c.retried);
+    tasks.counter('celery_task_revoked_total', 'Tasks revoked instead of run (expired)', (c) => c.revoked);
+    tasks.counter('celeriac_task_deferred_total', 'Messages parked in the ETA set until due', (c) => c.deferred);
+    tasks.histogram('celery_task_runtime', 'Task run time on the pool thread, seconds', (c) => c.runtime);
+    tasks.histogram('celery_task_queue_wait_time', 'Enqueued (or due) until started, seconds', (c) => c.queueWait);
+    tasks.histogram('celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds', (c) => c.latency);
 
     const restarts = new Counter({ name: 'celeriac_pool_thread_restarts_total', help: 'Pool threads replaced, by reason', labelNames: ['hostname', 'reason'], registers: r });
     const recovered = new Counter({ name: 'celeriac_recovered_messages_total', help: 'Messages handed back to their queues from a dead run of a worker', labelNames: ['hostname'], registers: r });
@@ -66,34 +67,34 @@ export class WorkerMetrics {
 
     const bus = o.bus;
     bus.on('task:received', (e) => {
-      tasks.cells(e.name, e.queue).received += 1;
+      tasks.touch(e.name, e.queue).received += 1;
     });
     bus.on('task:started', (e) => {
-      const c = tasks.cells(e.name, e.queue);
+      const c = tasks.touch(e.name, e.queue);
       c.started += 1;
       c.queueWait.observe(e.queueWaitMs / 1000);
     });
     bus.on('task:succeeded', (e) => {
-      const c = tasks.cells(e.name, e.queue);
+      const c = tasks.touch(e.name, e.queue);
       c.succeeded += 1;
       c.runtime.observe(e.runtimeMs / 1000);
       c.latency.observe(e.latencyMs / 1000);
     });
     bus.on('task:failed', (e) => {
-      const c = tasks.cells(e.name, e.queue);
+      const c = tasks.touch(e.name, e.queue);
       bump(c.failed, e.excType);
       c.runtime.observe(e.runtimeMs / 1000);
       c.latency.observe(e.latencyMs / 1000);
     });
-    bus.on('task:rejected', (e) => bump(tasks.cells(e.name ?? 'unknown', e.queue).rejected, e.code));
+    bus.on('task:rejected', (e) => bump(tasks.touch(e.name ?? 'unknown', e.queue).rejected, e.code));
     bus.on('task:revoked', (e) => {
-      tasks.cells(e.name, e.queue).revoked += 1;
+      tasks.touch(e.name, e.queue).revoked += 1;
     });
     bus.on('task:retried', (e) => {
-      tasks.cells(e.name, e.queue).retried += 1;
+      tasks.touch(e.name, e.queue).retried += 1;
     });
     bus.on('task:deferred', (e) => {
-      tasks.cells(e.name, e.queue).deferred += 1;
+      tasks.touch(e.name, e.queue).deferred += 1;
     });
     bus.on('pool:thread-restart', (e) => restarts.labels(h, e.reason).inc());
     bus.on('redis:command', (e) => redisLatency.labels(h, e.command).observe(e.seconds));
@@ -161,8 +162,12 @@ export class WorkerMetrics {
     }
   }
 
-  metrics(): Promise<string> {
-    return this.registry.metrics();
+  /**
+   * The whole scrape: prom-client's families, then the per-task ones, as chunks to write one after
+   * the other (joining megabytes into one buffer cost more than producing them).
+   */
+  async metrics(): Promise<Buffer[]> {
+    return [Buffer.from(`${await this.registry.metrics()}\n`), ...this.#tasks.exposition()];
   }
 
   get contentType(): string {
