@@ -106,6 +106,17 @@ test('a countdown waits in the ETA set, not in the worker, then runs', async () 
   assert.equal(await redis.cli('ZCARD', 'celeriac:eta'), '0');
 });
 
+test('countdown tasks survive their worker: SIGKILLed while they wait, they run under the next one', async () => {
+  const results = await client.sendMany(Array.from({ length: 200 }, (_, i) => ({ name: 'celery_app.tasks.add', args: [i, 1], options: { countdown: 2 } })));
+  for (let i = 0; i < 100 && (await redis.cli('ZCARD', 'celeriac:eta')) !== '200'; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await redis.cli('ZCARD', 'celeriac:eta'), '200', 'all 200 wait in the ETA set');
+  await worker.kill();
+  worker = await startWorker({ url: redis.url, hostname, concurrency: 2 });
+  const values = await Promise.all(results.map((r) => r.get({ timeout: 15_000 })));
+  assert.deepEqual(values, results.map((_, i) => i + 1));
+  assert.equal(await redis.cli('ZCARD', 'celeriac:eta'), '0');
+});
+
 test('an expired task is not run: REVOKED is stored', async () => {
   const r = await client.send('celery_app.tasks.add', [1, 1], {}, { expires: new Date(Date.now() - 1000) });
   const err = await r.get({ timeout: 10_000 }).then(() => null, (e: unknown) => e);
