@@ -41,7 +41,7 @@ test('a missing prerequisite is named with the exact install command, exit code 
   const r = await run(PREREQS, ['test'], { PATH: '/nonexistent' });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^missing: redis-server$/m);
-  assert.match(r.stderr, /^install with: sudo apt-get update && sudo apt-get install -y redis-server redis-tools$/m);
+  assert.match(r.stderr, /^install with: sudo apt-get update && sudo apt-get install -y redis-server redis-tools prometheus$/m);
   const ok = await run(PREREQS, ['test'], {});
   assert.deepEqual([ok.code, ok.stderr], [0, '']);
 });
