@@ -4,8 +4,8 @@
 //
 //   running  fetch.lua moves up to the free capacity (threads × prefetch multiplier, minus what is
 //            reserved) from the watched lists, highest priority first, into this worker's processing
-//            lists. When that finds nothing, one blocking connection per watched list waits in BLMOVE
-//            (wakes within a round trip, no polling); the first message back wakes the loop. While the
+//            lists. When that finds nothing, the idle waits (waits.ts: one BLMOVE per watched list)
+//            take over; the first message back wakes the loop. While the
 //            capacity is used up the loop sleeps until an ack frees a slot. After a connection to
 //            Redis comes back, the loop first ends its blocking waits and hands back whatever its
 //            processing lists hold that it has not reserved (a fetch whose reply was lost).
@@ -20,11 +20,7 @@
 // atomic step that acks, defers or dead-letters it; the pool never gets more tasks than it has free
 // threads, so a warm shutdown knows exactly which tasks started; reserved ≤ capacity: a blocking wait
 // that returns a message past it (its CLIENT UNBLOCK came too late) puts the message back on its queue.
-// Why several BLMOVEs rather than one BRPOP over all lists: BRPOP pops into memory, so a crash between
-// pop and record loses the message (kombu's gap); BLMOVE takes one source list, hence one connection
-// per list. A handful of idle connections is cheap; fetch.lua does the real work while there is any.
 
-import type { Redis } from 'ioredis';
 import type { AckWriter } from './acks.js';
 import type { Broker, Fetched, ListPair } from './broker.js';
 import { ProtocolError, REJECTION_EXCEPTIONS } from './errors.js';
@@ -37,9 +33,9 @@ import type { Revocations } from './revocations.js';
 import { decode, retryMessage, withHeaders, type TaskMessage } from './protocol.js';
 import { exceptionMeta, successMeta } from './results.js';
 import type { Scheduler } from './scheduler.js';
+import { IdleWaits } from './waits.js';
 import { MAX_BATCH, type ExceptionData, type Outcome, type TaskInfo } from '../workers/types.js';
 
-const BLOCK_SECONDS = 2;
 /**
  * Tasks expected to take less than this together share a batch (one message to a thread). Each batch
  * costs a hop to the thread and back (0.2-0.4 ms measured on 2 cores under load, the thread idle
@@ -90,9 +86,7 @@ export class Consumer {
   readonly #refillAt: number;
   /** All watched lists, step-major: every queue's step 0 list, then step 3, ... */
   readonly #pairsByStep: ListPair[][];
-  readonly #blockingConns = new Map<ListPair, Redis>();
-  /** Blocking waits in progress, by list. */
-  readonly #blocked = new Map<ListPair, Promise<void>>();
+  readonly #waits: IdleWaits;
   readonly #ready: Ready[] = [];
   #state: State = 'running';
   readonly #reservations = new Reservations();
@@ -151,6 +145,13 @@ export class Consumer {
         return { source, processing: processingList(this.#o.hostname, source) };
       }),
     );
+    this.#waits = new IdleWaits({
+      broker: this.#broker,
+      pairs: this.pairs,
+      connectionName: `celeriac:${this.#o.hostname}:wait`,
+      logger: this.#log,
+      onMessage: (f, othersWaiting) => this.#waited(f, othersWaiting),
+    });
   }
 
   /** Every (source, processing) pair this worker uses. */
@@ -176,8 +177,7 @@ export class Consumer {
   quiet(): void {
     if (this.#state !== 'running') return;
     this.#state = 'quiet';
-    this.#broker.disconnectBlocking();
-    this.#blockingConns.clear();
+    this.#waits.close();
     for (const r of this.#ready.splice(0)) this.#reservations.delete(r.fetched);
     this.#wakeLoop();
     this.#checkIdle();
@@ -224,7 +224,8 @@ export class Consumer {
         for (const f of fetched) this.#handle(f);
         continue;
       }
-      this.#startBlockingWaits();
+      this.#waitingForWork = true;
+      this.#waits.arm();
       await this.#sleep(true);
     }
   }
@@ -258,20 +259,8 @@ export class Consumer {
     const wake = this.#wake;
     this.#wake = null;
     this.#waitingForWork = false;
+    this.#waits.disarm();
     wake?.();
-  }
-
-  #startBlockingWaits(): void {
-    this.#waitingForWork = true;
-    for (const pair of this.pairs) {
-      if (this.#blocked.has(pair)) continue;
-      let conn = this.#blockingConns.get(pair);
-      if (!conn) {
-        conn = this.#broker.blockingConnection(`celeriac:${this.#o.hostname}:wait`);
-        this.#blockingConns.set(pair, conn);
-      }
-      this.#blocked.set(pair, this.#blockingWait(pair, conn).finally(() => this.#blocked.delete(pair)));
-    }
   }
 
   /**
@@ -282,8 +271,7 @@ export class Consumer {
   async #reconcile(): Promise<void> {
     this.#reconcileWanted = false;
     this.#waitingForWork = false;
-    await this.#broker.unblock([...this.#blocked.keys()].map((p) => this.#blockingConns.get(p)).filter((c): c is Redis => c !== undefined)).catch(() => undefined);
-    await Promise.all(this.#blocked.values());
+    await this.#waits.end();
     if (this.#state !== 'running') return;
     try {
       const pairs = this.pairs;
@@ -298,38 +286,17 @@ export class Consumer {
     }
   }
 
-  /** Waits on one list for as long as the loop is idle; a message that arrives wakes the loop. */
-  async #blockingWait(pair: ListPair, conn: Redis): Promise<void> {
-    while (this.#state === 'running' && this.#waitingForWork) {
-      let fetched: Fetched | null;
-      try {
-        fetched = await this.#broker.blockingMove(conn, pair, BLOCK_SECONDS);
-      } catch (err) {
-        if (this.#state !== 'running') return;
-        this.#log.warn({ event: 'fetch:failed', err: String(err) }, 'blocking wait failed; retrying');
-        await new Promise((r) => setTimeout(r, FETCH_RETRY_MS));
-        continue;
-      }
-      if (fetched !== null) {
-        // In quiet or stopped state the message stays in the processing list for the requeue.
-        if (this.#state === 'running') {
-          if (this.#holding < this.#capacity) this.#handle(fetched);
-          else this.#unfetch(fetched);
-        }
-        // The loop takes over with fetch.lua. Each other wait can still bring one message: they keep
-        // waiting (re-arming them all per message cost more than the message) unless the free
-        // capacity cannot hold one from each.
-        if (this.#waitingForWork && this.#capacity - this.#holding < this.#blocked.size - 1) this.#stopOtherWaits(pair);
-        this.#wakeLoop();
-        return;
-      }
+  /** An idle wait brought `f`: the loop takes over with fetch.lua. */
+  #waited(f: Fetched, othersWaiting: number): void {
+    // In quiet or stopped state the message stays in the processing list for the requeue.
+    if (this.#state === 'running') {
+      if (this.#holding < this.#capacity) this.#handle(f);
+      else this.#unfetch(f);
     }
-  }
-
-  /** Ends the other waits, so that none brings a message past the prefetch bound. */
-  #stopOtherWaits(except: ListPair): void {
-    const others = [...this.#blocked.keys()].filter((p) => p !== except).map((p) => this.#blockingConns.get(p)).filter((c): c is Redis => c !== undefined);
-    this.#broker.unblock(others).catch((err: unknown) => this.#log.warn({ event: 'unblock:failed', err: String(err) }, 'ending idle waits failed'));
+    // Each other wait can still bring one message: they keep waiting (re-arming them all per message
+    // cost more than the message) unless the free capacity cannot hold one from each.
+    if (this.#waitingForWork && this.#capacity - this.#holding < othersWaiting) this.#waits.endOthers(f.pair);
+    this.#wakeLoop();
   }
 
   /**
