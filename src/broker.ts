@@ -288,9 +288,14 @@ export class Broker {
     await this.#cmd.multi().set(key, meta, 'EX', this.#resultExpires).publish(key, meta).exec();
   }
 
-  /** Takes or refreshes this worker's hostname; `deadHolder` is a previous value proven stale. */
-  async claim(hostname: string, value: string, ttlMs: number, deadHolder = ''): Promise<boolean> {
-    return (await this.#cmd.claim(heartbeatKey(hostname), value, ttlMs, deadHolder)) === 1;
+  /**
+   * Takes or refreshes this worker's hostname (`deadHolder`: a previous value proven stale): 'kept'
+   * when it was ours, 'taken' when it was free (for a running worker: its heartbeat had expired),
+   * 'refused' when another process holds it.
+   */
+  async claim(hostname: string, value: string, ttlMs: number, deadHolder = ''): Promise<'kept' | 'taken' | 'refused'> {
+    const code = await this.#cmd.claim(heartbeatKey(hostname), value, ttlMs, deadHolder);
+    return code === 1 ? 'kept' : code === 2 ? 'taken' : 'refused';
   }
 
   async currentHolder(hostname: string): Promise<string | null> {

@@ -29,6 +29,7 @@ import { PRIORITY_STEPS, processingList, queueList } from './keys.js';
 import type { Logger } from './logger.js';
 import { Reservations } from './reservations.js';
 import type { AbortReason, Pool } from './pool.js';
+import type { Lease } from './recovery.js';
 import type { Revocations } from './revocations.js';
 import { decode, retryMessage, withHeaders, type TaskMessage } from './protocol.js';
 import { exceptionMeta, successMeta } from './results.js';
@@ -79,6 +80,7 @@ export class Consumer {
   readonly #acks: AckWriter;
   readonly #scheduler: Scheduler;
   readonly #revocations: Revocations;
+  readonly #lease: Lease;
   readonly #bus: EventBus;
   readonly #log: Logger;
   readonly #tasks: ReadonlyMap<string, TaskInfo>;
@@ -98,6 +100,8 @@ export class Consumer {
   #writes = 0;
   /** A connection came back: our processing lists may hold messages whose fetch reply was lost. */
   #reconcileWanted = false;
+  /** Callers of revalidate() waiting for the next reconcile to complete. */
+  #reconciled: (() => void)[] = [];
   /** Tasks in the pool plus acks, defers and dead letters not yet written. */
   #active = 0;
   #rotation = 0;
@@ -118,6 +122,8 @@ export class Consumer {
     acks: AckWriter;
     scheduler: Scheduler;
     revocations: Revocations;
+    /** Tasks start and fetches run only while it is valid. */
+    lease: Lease;
     bus: EventBus;
     logger: Logger;
     tasks: readonly TaskInfo[];
@@ -128,6 +134,7 @@ export class Consumer {
     this.#acks = deps.acks;
     this.#scheduler = deps.scheduler;
     this.#revocations = deps.revocations;
+    this.#lease = deps.lease;
     this.#bus = deps.bus;
     this.#log = deps.logger;
     this.#tasks = new Map(deps.tasks.map((t) => [t.name, t]));
@@ -190,6 +197,24 @@ export class Consumer {
     await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /**
+   * After our heartbeat expired: compares the processing lists with what is reserved here, drops the
+   * reserved messages not started that a sweep handed to others, and hands back strays. Resolves once
+   * done (the lease stays invalid until then).
+   */
+  revalidate(): Promise<void> {
+    this.#reconcileWanted = true;
+    const done = new Promise<void>((resolve) => this.#reconciled.push(resolve));
+    this.#wakeLoop();
+    return done;
+  }
+
+  /** The lease is valid again: fetch and start tasks. */
+  resume(): void {
+    this.#wakeLoop();
+    this.#pump();
+  }
+
   /** From now on, outcomes are dropped (their messages are requeued by the caller). */
   abandon(): void {
     this.quiet();
@@ -200,6 +225,11 @@ export class Consumer {
     while (this.#state === 'running') {
       if (this.#reconcileWanted) {
         await this.#reconcile();
+        continue;
+      }
+      // Possibly presumed dead by now: nothing new lands in our lists until the heartbeat says.
+      if (!this.#lease.valid) {
+        await this.#sleep(false);
         continue;
       }
       const holding = this.#holding;
@@ -276,9 +306,24 @@ export class Consumer {
     try {
       const pairs = this.pairs;
       const listed = await this.#broker.listProcessing(pairs);
-      const strays = pairs.flatMap((pair, i) => this.#reservations.strays(pair.processing, listed[i] ?? []).map((bytes) => ({ pair, bytes, raw: bytes.toString() })));
+      const strays: Fetched[] = [];
+      const gone = new Set<Fetched>();
+      pairs.forEach((pair, i) => {
+        const diff = this.#reservations.compare(pair.processing, listed[i] ?? []);
+        for (const bytes of diff.strays) strays.push({ pair, bytes, raw: bytes.toString() });
+        for (const f of diff.gone) gone.add(f);
+      });
       await Promise.all(strays.map((f) => this.#broker.unfetch(f)));
       if (strays.length > 0) this.#bus.emit('worker:reconciled', { count: strays.length });
+      // Not started yet and now another worker's: not run here. One running or being written goes
+      // on (at-least-once); its ack removes nothing.
+      const dropped = this.#ready.filter((r) => gone.has(r.fetched));
+      if (dropped.length > 0) {
+        this.#ready.splice(0, this.#ready.length, ...this.#ready.filter((r) => !gone.has(r.fetched)));
+        for (const r of dropped) this.#reservations.delete(r.fetched);
+        this.#bus.emit('worker:superseded', { count: dropped.length });
+      }
+      for (const resolve of this.#reconciled.splice(0)) resolve();
     } catch (err) {
       this.#reconcileWanted = true;
       this.#log.warn({ event: 'reconcile:failed', err: String(err) }, 'checking the processing lists after a reconnect failed; retrying');
@@ -405,7 +450,7 @@ export class Consumer {
    * than an even share of what is ready, so no thread sits idle while another has a queue.
    */
   #pump(): void {
-    while (this.#ready.length > 0 && this.#pool.free > 0 && this.#state === 'running') {
+    while (this.#ready.length > 0 && this.#pool.free > 0 && this.#state === 'running' && this.#lease.valid) {
       const share = Math.min(MAX_BATCH, Math.ceil(this.#ready.length / this.#pool.free));
       const first = this.#ready.shift() as Ready;
       // Revoked after it was received: not run.

@@ -30,6 +30,8 @@ export interface EventMap {
   'worker:recovered': { count: number; from: string };
   /** Messages found in our processing lists after a reconnect that this process had not seen, handed back. */
   'worker:reconciled': { count: number };
+  /** Reserved messages not started that a sweep handed to other workers while our heartbeat was expired: not run here. */
+  'worker:superseded': { count: number };
   'worker:ready': { hostname: string; queues: string[]; concurrency: number; tasks: number; requeued: number; metricsPort: number | null };
   'worker:shutdown': { hostname: string; mode: 'warm' | 'cold'; requeued: number; unfinished: number };
 }

@@ -47,6 +47,7 @@ export function logEvents(bus: EventBus, logger: Logger): void {
   bus.on('ack:failed', (e) => logger.error({ event: 'ack:failed', count: e.count, err: e.error, retry_in_ms: e.retryInMs }, 'storing results failed; retrying'));
   bus.on('worker:recovered', (e) => life.warn({ event: 'worker:recovered', count: e.count, from: e.from }, 'messages of a dead worker handed back to their queues'));
   bus.on('pool:thread-restart', (e) => logger.warn({ event: 'pool:thread-restart', reason: e.reason }, 'a pool thread was replaced'));
+  bus.on('worker:superseded', (e) => life.warn({ event: 'worker:superseded', count: e.count }, 'reserved messages handed to other workers while this worker\'s heartbeat was expired; not run here'));
   bus.on('worker:reconciled', (e) => life.warn({ event: 'worker:reconciled', count: e.count }, 'messages moved into our processing lists by a fetch whose reply was lost, handed back to their queues'));
   // The node name is already on every line (the logger's `hostname` base field).
   bus.on('worker:ready', ({ hostname: _, ...e }) => life.info({ event: 'worker:ready', ...e }, 'worker ready'));

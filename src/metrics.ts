@@ -57,6 +57,7 @@ export class WorkerMetrics {
 
     const restarts = new Counter({ name: 'celeriac_pool_thread_restarts_total', help: 'Pool threads replaced, by reason', labelNames: ['hostname', 'reason'], registers: r });
     const recovered = new Counter({ name: 'celeriac_recovered_messages_total', help: 'Messages handed back to their queues from a dead run of a worker', labelNames: ['hostname'], registers: r });
+    const superseded = new Counter({ name: 'celeriac_superseded_messages_total', help: 'Reserved messages not started that a sweep handed to other workers while this worker\'s heartbeat was expired (not run here)', labelNames: ['hostname'], registers: r });
     const reconciled = new Counter({ name: 'celeriac_reconciled_messages_total', help: 'Messages found in this worker\'s processing lists after a reconnect that it had not seen (a fetch reply lost), handed back', labelNames: ['hostname'], registers: r });
     const redisLatency = new Histogram({ name: 'celeriac_redis_command_duration_seconds', help: 'Round trips of work-queue Redis commands, seconds', labelNames: ['hostname', 'command'], buckets: REDIS_BUCKETS, registers: r });
 
@@ -64,6 +65,7 @@ export class WorkerMetrics {
     for (const reason of ['crash', 'time_limit', 'memory', 'recycle', 'terminate']) restarts.labels(h, reason).inc(0);
     recovered.labels(h).inc(0);
     reconciled.labels(h).inc(0);
+    superseded.labels(h).inc(0);
 
     const bus = o.bus;
     bus.on('task:received', (e) => {
@@ -100,6 +102,7 @@ export class WorkerMetrics {
     bus.on('redis:command', (e) => redisLatency.labels(h, e.command).observe(e.seconds));
     bus.on('worker:recovered', (e) => recovered.labels(h).inc(e.count));
     bus.on('worker:reconciled', (e) => reconciled.labels(h).inc(e.count));
+    bus.on('worker:superseded', (e) => superseded.labels(h).inc(e.count));
 
     const gauge = (name: string, help: string, read: (s: WorkerState) => number) =>
       new Gauge({

@@ -52,13 +52,39 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-export class Heartbeat {
+/** Whether this worker's hostname is known to be its own right now: tasks start and fetches run only then. */
+export interface Lease {
+  readonly valid: boolean;
+}
+
+export interface HeartbeatHandlers {
+  /** Another process holds the hostname now. */
+  lost: () => void;
+  /**
+   * Our heartbeat had expired (the process was paused longer than the TTL, say), so a sweep may have
+   * handed our reserved messages to other workers: register again and drop what is no longer ours.
+   * The lease stays invalid until this resolves.
+   */
+  expired: () => Promise<void>;
+  /** The lease is valid again after it was not. */
+  renewed: () => void;
+}
+
+/**
+ * The hostname's heartbeat key, refreshed every third of its TTL, and the lease it gives: valid until
+ * one TTL after the last refresh Redis confirmed was sent (the key cannot expire sooner).
+ */
+export class Heartbeat implements Lease {
   readonly #broker: Broker;
   readonly #hostname: string;
   readonly #ttlMs: number;
   readonly #log: Logger;
   readonly #value = JSON.stringify({ pid: process.pid, machine: machine(), token: randomUUID() });
   #timer: NodeJS.Timeout | null = null;
+  #validUntil = 0;
+  /** The heartbeat expired and `expired` has not completed since. */
+  #expired = false;
+  #handling = false;
 
   constructor(broker: Broker, hostname: string, ttlMs: number, logger: Logger) {
     this.#broker = broker;
@@ -75,7 +101,11 @@ export class Heartbeat {
       const current = await this.#broker.currentHolder(this.#hostname);
       const holder = current === null ? null : parseHolder(current);
       const dead = holder !== null && holder.machine === machine() && holder.pid !== process.pid && !pidAlive(holder.pid);
-      if (await this.#broker.claim(this.#hostname, this.#value, this.#ttlMs, dead && current !== null ? current : '')) return;
+      const sentAt = performance.now();
+      if ((await this.#broker.claim(this.#hostname, this.#value, this.#ttlMs, dead && current !== null ? current : '')) !== 'refused') {
+        this.#validUntil = sentAt + this.#ttlMs;
+        return;
+      }
       if (Date.now() > deadline) throw new HostnameInUseError(this.#hostname);
       if (!warned) {
         this.#log.warn({ event: 'hostname:busy', hostname: this.#hostname, holder: current }, 'hostname held by another worker; waiting for its heartbeat to expire');
@@ -85,19 +115,44 @@ export class Heartbeat {
     }
   }
 
-  /** Refreshes the heartbeat every third of its lifetime; `onLost` runs if another process took the hostname. */
-  start(onLost: () => void): void {
+  get valid(): boolean {
+    return !this.#expired && performance.now() < this.#validUntil;
+  }
+
+  /** Refreshes the heartbeat every third of its lifetime. */
+  start(handlers: HeartbeatHandlers): void {
     this.#timer = setInterval(() => {
-      this.#broker.claim(this.#hostname, this.#value, this.#ttlMs).then(
-        (held) => {
-          if (held) return;
-          this.#log.error({ event: 'hostname:lost', hostname: this.#hostname }, 'another process took this hostname; shutting down');
-          onLost();
-        },
-        (err: unknown) => this.#log.warn({ event: 'heartbeat:failed', err: String(err) }, 'heartbeat failed; retrying'),
-      );
+      this.#refresh(handlers).catch((err: unknown) => this.#log.warn({ event: 'heartbeat:failed', err: String(err) }, 'heartbeat failed; retrying'));
     }, Math.max(100, Math.floor(this.#ttlMs / 3)));
     this.#timer.unref();
+  }
+
+  async #refresh(handlers: HeartbeatHandlers): Promise<void> {
+    // Monotonic: the key's TTL runs on Redis's clock from when it got the command, never before we sent it.
+    const sentAt = performance.now();
+    const claimed = await this.#broker.claim(this.#hostname, this.#value, this.#ttlMs);
+    if (claimed === 'refused') {
+      this.#log.error({ event: 'hostname:lost', hostname: this.#hostname }, 'another process took this hostname; shutting down');
+      handlers.lost();
+      return;
+    }
+    if (claimed === 'taken' && !this.#expired) {
+      this.#expired = true;
+      this.#log.warn({ event: 'heartbeat:expired', hostname: this.#hostname }, 'this worker\'s heartbeat had expired (was the process paused?); checking which reserved messages are still its own');
+    }
+    if (this.#expired) {
+      if (this.#handling) return;
+      this.#handling = true;
+      try {
+        await handlers.expired();
+        this.#expired = false;
+      } finally {
+        this.#handling = false;
+      }
+    }
+    const wasValid = this.valid;
+    this.#validUntil = Math.max(this.#validUntil, sentAt + this.#ttlMs);
+    if (!wasValid && this.valid) handlers.renewed();
   }
 
   async release(): Promise<void> {
@@ -112,10 +167,13 @@ export class Heartbeat {
  * run no longer consumes.
  */
 export async function returnStale(broker: Broker, bus: EventBus, hostname: string, pairs: readonly ListPair[], o: RecoveryOptions): Promise<number> {
-  const redis = broker.redis;
-  await redis.sadd(WORKERS_KEY, hostname);
-  await redis.sadd(processingIndex(hostname), ...pairs.map((p) => p.source));
+  await register(broker, hostname, pairs);
   return recoverFrom(broker, bus, hostname, { ...o, own: true });
+}
+
+/** Lists this worker and its processing lists where a sweep looks (a sweep of it forgets both). */
+export async function register(broker: Broker, hostname: string, pairs: readonly ListPair[]): Promise<void> {
+  await broker.redis.multi().sadd(WORKERS_KEY, hostname).sadd(processingIndex(hostname), ...pairs.map((p) => p.source)).exec();
 }
 
 /** Forgets a worker that stopped cleanly (its processing lists are empty). */

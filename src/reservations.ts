@@ -4,10 +4,11 @@
 // connection dropped between the two, or Redis died after writing its AOF) leaves a message in our
 // processing list that this process never saw. No sweep would ever touch it while we live, so it would
 // wait for our next restart. After every reconnect the consumer lists its processing lists and hands
-// back whatever is not in here (`strays`).
+// back whatever is not in here (`strays`). The other way round, a reservation no longer in its list
+// (`gone`) was handed to another worker by a sweep while this one was presumed dead.
 //
 // Entries are the fetched objects themselves, so the hot path never hashes a message's text; only
-// `strays`, which runs after a reconnect, compares texts. Two byte-identical messages (a producer that
+// `compare`, which runs after a reconnect, compares texts. Two byte-identical messages (a producer that
 // sent one twice) are two entries.
 
 import type { Fetched } from './broker.js';
@@ -27,17 +28,25 @@ export class Reservations {
     this.#held.delete(f);
   }
 
-  /** Of what a processing list holds (`listed`, as stored), the messages beyond those reserved here. */
-  strays(processing: string, listed: readonly Buffer[]): Buffer[] {
-    const left = new Map<string, number>();
-    for (const f of this.#held) if (f.pair.processing === processing) left.set(f.raw, (left.get(f.raw) ?? 0) + 1);
-    const out: Buffer[] = [];
-    for (const bytes of listed) {
-      const raw = bytes.toString();
-      const n = left.get(raw) ?? 0;
-      if (n > 0) left.set(raw, n - 1);
-      else out.push(bytes);
+  /**
+   * Compares a processing list as stored (`listed`) with what is reserved here: `strays` it holds
+   * that we do not know of, and `gone`, reservations it no longer holds (a sweep took them while our
+   * heartbeat was expired).
+   */
+  compare(processing: string, listed: readonly Buffer[]): { strays: Buffer[]; gone: Fetched[] } {
+    const mine = new Map<string, Fetched[]>();
+    for (const f of this.#held) {
+      if (f.pair.processing !== processing) continue;
+      const same = mine.get(f.raw);
+      if (same) same.push(f);
+      else mine.set(f.raw, [f]);
     }
-    return out;
+    const strays: Buffer[] = [];
+    for (const bytes of listed) {
+      const same = mine.get(bytes.toString());
+      if (same && same.length > 0) same.pop();
+      else strays.push(bytes);
+    }
+    return { strays, gone: [...mine.values()].flat() };
   }
 }

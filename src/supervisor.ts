@@ -15,7 +15,7 @@ import { EventBus } from './events.js';
 import { createLogger, logEvents, redactUrl, type Logger } from './logger.js';
 import { Pool } from './pool.js';
 import type { HttpEndpoints } from './http.js';
-import { Heartbeat, retire, returnStale, Sweeper } from './recovery.js';
+import { Heartbeat, register, retire, returnStale, Sweeper } from './recovery.js';
 import { Revocations } from './revocations.js';
 import { Scheduler } from './scheduler.js';
 
@@ -106,7 +106,6 @@ export class Supervisor {
     const manifest = await pool.describe();
     const heartbeat = (this.#heartbeat = new Heartbeat(broker, c.hostname, c.heartbeatTtl * 1000, this.log));
     await heartbeat.acquire();
-    heartbeat.start(() => void this.stop('cold'));
 
     const scheduler = (this.#scheduler = new Scheduler(broker, this.log));
     const revocations = new Revocations(broker.redis, broker.connection(`celeriac:${c.hostname}:revokes`));
@@ -118,10 +117,20 @@ export class Supervisor {
       acks,
       scheduler,
       revocations,
+      lease: heartbeat,
       bus: this.bus,
       logger: this.log,
       tasks: manifest.tasks,
     }));
+    heartbeat.start({
+      lost: () => void this.stop('cold'),
+      // A sweep forgot this worker: list it again before anything new lands in its lists.
+      expired: async () => {
+        await register(broker, c.hostname, consumer.pairs);
+        await consumer.revalidate();
+      },
+      renewed: () => consumer.resume(),
+    });
     await revocations.start((id) => consumer.terminate(id));
     const requeued = await returnStale(broker, this.bus, c.hostname, consumer.pairs, { maxRecoveries: c.maxRecoveries });
     scheduler.start();

@@ -61,6 +61,54 @@ test('a live worker sweeps a dead one: its tasks run elsewhere within the heartb
   assert.equal(await env.raw.sismember('celeriac:workers', `survivor-${process.pid}@test`), 0, 'a clean stop leaves nothing to sweep');
 });
 
+test('a worker paused past its heartbeat is swept; resumed, it runs none of what it had not started, and stays recoverable', async () => {
+  await env.raw.flushall();
+  const ttl = ['--heartbeat-ttl', '2'];
+  const pausedName = `paused-${process.pid}@test`;
+  const processing = `celeriac:processing:${pausedName}:celery`;
+  const paused = await startWorker({ url: env.redis.url, hostname: pausedName, concurrency: 1, args: [...ttl, '--prefetch-multiplier', '4'] });
+  const first = await env.client.sendMany(Array.from({ length: 8 }, () => ({ name: 'celery_app.tasks.sleep', args: [0.5] })));
+  await paused.waitFor(() => paused.events('task:received').length >= 4, 10_000, 'the paused worker to reserve 4 tasks');
+  const reserved = new Set(paused.events('task:received').map((l) => String(l.task_id)));
+  paused.child.kill('SIGSTOP');
+
+  const survivor = await startWorker({ url: env.redis.url, hostname: `resumed-survivor-${process.pid}@test`, concurrency: 2, args: ttl });
+  try {
+    const recovered = await survivor.waitFor((l) => l.event === 'worker:recovered' && l.from === pausedName, 15_000, 'the sweep of the paused worker');
+    assert.equal(recovered.count, reserved.size);
+    assert.deepEqual(await Promise.all(first.map((r) => r.get({ timeout: 20_000 }))), Array(8).fill(0.5));
+    assert.equal(await env.raw.sismember('celeriac:workers', pausedName), 0, 'the sweep forgot the paused worker');
+
+    paused.child.kill('SIGCONT');
+    const superseded = await paused.waitFor((l) => l.event === 'worker:superseded', 10_000, 'the resumed worker to drop what is no longer its own');
+    // One task was running when it stopped; the others had not started and run only on the survivor.
+    assert.equal(superseded.count, reserved.size - 1);
+    await new Promise((r) => setTimeout(r, 1000));
+    const ranOnPaused = paused.events('task:succeeded').map((l) => String(l.task_id));
+    assert.equal(ranOnPaused.length, 1, `only the task it was running finished there: ${ranOnPaused.join(', ')}`);
+    assert.ok(paused.lines.some((l) => l.event === 'heartbeat:expired'));
+    assert.equal(await env.raw.sismember('celeriac:workers', pausedName), 1, 'listed again for sweeps');
+    assert.equal(await env.raw.llen(processing), 0);
+
+    // Still recoverable: what it reserves now comes back when it dies.
+    await survivor.stop();
+    const later = await env.client.sendMany(Array.from({ length: 4 }, () => ({ name: 'celery_app.tasks.sleep', args: [0.5] })));
+    await paused.waitFor(() => paused.events('task:received').length >= 4 + reserved.size, 10_000, 'the resumed worker to take new tasks');
+    await paused.kill();
+    assert.ok((await env.raw.llen(processing)) >= 1, 'it died holding messages');
+    const rescuer = await startWorker({ url: env.redis.url, hostname: `rescuer-${process.pid}@test`, concurrency: 2, args: ttl });
+    try {
+      assert.deepEqual(await Promise.all(later.map((r) => r.get({ timeout: 20_000 }))), Array(4).fill(0.5));
+    } finally {
+      await rescuer.stop();
+    }
+  } finally {
+    paused.child.kill('SIGCONT');
+    await paused.kill();
+    await survivor.stop();
+  }
+});
+
 test('a message that kills its worker every time is dead-lettered after --max-recoveries, and its client gets WorkerLostError', async () => {
   await env.raw.flushall();
   const hostname = `poisoned-${process.pid}@test`;
