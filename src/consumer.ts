@@ -180,14 +180,22 @@ export class Consumer {
     this.#loopDone = this.#loop();
   }
 
-  /** Stops fetching and lets go of reserved messages that have not started. */
-  quiet(): void {
-    if (this.#state !== 'running') return;
+  /**
+   * Stops fetching and hands reserved messages that have not started back to the front of their
+   * queues now, for other workers, rather than when the running tasks are done. Returns how many.
+   */
+  quiet(): number {
+    if (this.#state !== 'running') return 0;
     this.#state = 'quiet';
     this.#waits.close();
-    for (const r of this.#ready.splice(0)) this.#reservations.delete(r.fetched);
+    const released = this.#ready.splice(0);
+    for (const r of released) {
+      this.#reservations.delete(r.fetched);
+      this.#unfetch(r.fetched);
+    }
     this.#wakeLoop();
     this.#checkIdle();
+    return released.length;
   }
 
   /** Resolves when no task is running and nothing is waiting to be written. */

@@ -1,6 +1,7 @@
 // The worker daemon: builds the pieces (broker, pool, consumer, scheduler, heartbeat), starts them in
 // order and stops them in reverse. Shutdown, in steps that each run even if an earlier one failed:
-//   warm (first SIGTERM/SIGINT): stop fetching, let running tasks finish until --shutdown-timeout;
+//   warm (first SIGTERM/SIGINT): stop fetching, hand reserved tasks not started back to their queues
+//   at once, let running tasks finish until --shutdown-timeout;
 //   cold (second signal, or the deadline): drop outcomes, destroy the pool;
 //   then write pending acks, hand every message still in our processing lists back to its queue,
 //   release the hostname, close Redis. Exit code 0 either way: nothing was lost.
@@ -183,7 +184,8 @@ export class Supervisor {
     const unfinished = consumer?.reserved ?? 0;
     this.#consuming = false;
     let mode = requested;
-    consumer?.quiet();
+    // Reserved messages not started go back to their queues now, for other workers.
+    const released = consumer?.quiet() ?? 0;
     await this.#step('scheduler', () => this.#scheduler?.stop());
     await this.#step('sweeper', () => this.#sweeper?.stop());
     if (mode === 'warm' && consumer) {
@@ -201,10 +203,10 @@ export class Supervisor {
     consumer?.abandon();
     await this.#step('pool', () => this.#pool?.destroy());
     await this.#step('acks', () => this.#flushAcks());
-    let requeued = 0;
+    let requeued = released;
     await this.#step('requeue', async () => {
       if (!this.#broker || !consumer) return;
-      requeued = await this.#broker.requeue(consumer.pairs);
+      requeued += await this.#broker.requeue(consumer.pairs);
       // Nothing of ours is left in Redis for a sweep to find.
       await retire(this.#broker, this.config.hostname);
     });

@@ -17,7 +17,12 @@ test('SIGTERM: running tasks finish, reserved ones go back to the queue at once'
   const results = await sleeps(6, 1);
   await worker.waitFor(() => worker.events('task:received').length === 6, 10_000, 'six reserved');
   await new Promise((r) => setTimeout(r, 300));
-  const exit = await worker.stop('SIGTERM');
+  worker.child.kill('SIGTERM');
+  // At once: back in the queue while the two running tasks still have most of their second to go.
+  for (let i = 0; i < 50 && (await env.raw.llen('celery')) < 4; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(await env.raw.llen('celery'), 4, 'the four not started are back before the worker is done');
+  assert.equal(worker.child.exitCode, null, 'while the running tasks still run');
+  const exit = await worker.exited;
   assert.equal(exit.code, 0);
   const stopped = await worker.waitFor((l) => l.event === 'worker:shutdown');
   assert.equal(stopped.mode, 'warm');
