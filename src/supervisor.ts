@@ -21,6 +21,9 @@ import { Revocations } from './revocations.js';
 import { Scheduler } from './scheduler.js';
 
 const ACK_FLUSH_LIMIT_MS = 5000;
+/** The longest any one shutdown step may take (the acks' flush has its own, shorter bound). */
+const STEP_LIMIT_MS = 6000;
+const LOOP_STOP_LIMIT_MS = 1000;
 
 /** Waits for Redis to answer, retrying with backoff and a log line per failure, for up to `timeoutMs`. */
 export async function waitForRedis(redis: Redis, url: string, timeoutMs: number, log: Logger): Promise<void> {
@@ -186,8 +189,9 @@ export class Supervisor {
     let mode = requested;
     // Reserved messages not started go back to their queues now, for other workers.
     const released = consumer?.quiet() ?? 0;
-    await this.#step('scheduler', () => this.#scheduler?.stop());
-    await this.#step('sweeper', () => this.#sweeper?.stop());
+    // Their timers stop at once; a round trip of theirs still in flight need not be waited for.
+    await this.#step('scheduler', () => this.#scheduler?.stop(), LOOP_STOP_LIMIT_MS);
+    await this.#step('sweeper', () => this.#sweeper?.stop(), LOOP_STOP_LIMIT_MS);
     if (mode === 'warm' && consumer) {
       const cold = new Promise<void>((resolve) => {
         this.#goCold = resolve;
@@ -204,13 +208,17 @@ export class Supervisor {
     await this.#step('pool', () => this.#pool?.destroy());
     await this.#step('acks', () => this.#flushAcks());
     let requeued = released;
-    await this.#step('requeue', async () => {
-      if (!this.#broker || !consumer) return;
-      requeued += await this.#broker.requeue(consumer.pairs);
-      // Nothing of ours is left in Redis for a sweep to find.
-      await retire(this.#broker, this.config.hostname);
-    });
-    await this.#step('heartbeat', () => this.#heartbeat?.release());
+    if (this.#broker?.redis.status === 'ready') {
+      await this.#step('requeue', async () => {
+        if (!this.#broker || !consumer) return;
+        requeued += await this.#broker.requeue(consumer.pairs);
+        // Nothing of ours is left in Redis for a sweep to find.
+        await retire(this.#broker, this.config.hostname);
+      });
+      await this.#step('heartbeat', () => this.#heartbeat?.release());
+    } else {
+      this.log.error({ event: 'shutdown:redis-down' }, 'Redis is unreachable: unfinished messages stay in this worker\'s processing lists, for its next start or a sweep once its heartbeat expires');
+    }
     this.bus.emit('worker:shutdown', { hostname: this.config.hostname, mode, requeued, unfinished });
     await this.#step('http', () => this.#http?.close());
     await this.#step('redis', () => this.#broker?.close());
@@ -223,11 +231,23 @@ export class Supervisor {
     clearTimeout(timer);
   }
 
-  async #step(name: string, fn: () => Promise<unknown> | unknown): Promise<void> {
+  /**
+   * One shutdown step, bounded in time: with Redis unreachable a step that waits for it would hang
+   * the shutdown (ioredis keeps commands until it reconnects). What such a step leaves undone stays
+   * in Redis (messages in our processing lists), for the next start or a sweep.
+   */
+  async #step(name: string, fn: () => Promise<unknown> | unknown, limitMs = STEP_LIMIT_MS): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), limitMs);
+    });
     try {
-      await fn();
+      const result = await Promise.race([Promise.resolve(fn()).then(() => 'done' as const), timedOut]);
+      if (result === 'timeout') this.log.error({ event: 'shutdown:step-failed', step: name, err: `not done within ${limitMs} ms` }, `shutdown step ${name} did not finish; going on`);
     } catch (err) {
       this.log.error({ event: 'shutdown:step-failed', step: name, err: String(err) }, `shutdown step ${name} failed`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { useRedis } from './helpers/setup.js';
 import { startWorker } from './helpers/daemon.js';
 
-const env = useRedis();
+const env = useRedis({ appendonly: true });
 
 const sleeps = (n: number, seconds: number) =>
   env.client.sendMany(Array.from({ length: n }, () => ({ name: 'celery_app.tasks.sleep', args: [seconds] })));
@@ -66,4 +66,22 @@ test('a second signal makes it cold at once, and unfinished tasks are still put 
   assert.equal(stopped.mode, 'cold');
   assert.equal(await env.raw.llen('celery'), 3);
   assert.equal(await env.raw.llen(`celeriac:processing:${String(stopped.hostname)}:celery`), 0);
+});
+
+test('with Redis gone, a shutdown still ends: exit code 0, and the unfinished tasks run once Redis is back', async () => {
+  await env.raw.flushall();
+  const hostname = `redis-gone-${process.pid}@test`;
+  const worker = await startWorker({ url: env.redis.url, hostname, concurrency: 2, args: ['--shutdown-timeout', '1'] });
+  const results = await sleeps(4, 2);
+  await worker.waitFor(() => worker.events('task:received').length === 4, 10_000, 'four reserved');
+  await env.redis.kill();
+  const t = Date.now();
+  const exit = await worker.stop('SIGTERM', 20_000);
+  assert.equal(exit.code, 0);
+  assert.ok(Date.now() - t < 12_000, `stopped in ${Date.now() - t} ms`);
+  assert.ok(worker.lines.some((l) => l.event === 'shutdown:redis-down'), 'it says why nothing was requeued');
+  await env.redis.start();
+  const next = await startWorker({ url: env.redis.url, hostname, concurrency: 2 });
+  assert.deepEqual(await Promise.all(results.map((r) => r.get({ timeout: 20_000 }))), Array(4).fill(2));
+  await next.stop();
 });
