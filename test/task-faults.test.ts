@@ -53,7 +53,7 @@ test('hard time limits terminate the thread: task option, worker default (an end
   }
 });
 
-test('a soft time limit aborts self.signal: a task may catch it; one that does not fails with SoftTimeLimitExceeded', async () => {
+test('a soft time limit aborts self.signal: a task may catch it; one that does not fails with SoftTimeLimitExceeded; one that carries on meets the hard limit', async () => {
   const worker = await startWorker({ url: env.redis.url, app: FAULTS, concurrency: 2 });
   try {
     const caught = await env.client.send('faults.soft_caught', []);
@@ -61,6 +61,10 @@ test('a soft time limit aborts self.signal: a task may catch it; one that does n
     const ignored = await failure('faults.soft_ignored');
     assert.equal(ignored.name, 'SoftTimeLimitExceeded');
     assert.equal(ignored.excModule, 'celery.exceptions');
+    const started = Date.now();
+    const stuck = await failure('faults.soft_then_stuck');
+    assert.equal(stuck.name, 'TimeLimitExceeded', 'past the soft limit, the hard one still ends it');
+    assert.ok(Date.now() - started >= 1500, 'at the hard limit, not the soft one');
     await stillWorks(worker);
   } finally {
     await worker.stop();
