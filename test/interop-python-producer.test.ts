@@ -79,6 +79,11 @@ try:
     app.send_task('celery_app.tasks.no_such_task', args=[1]).get(timeout=10)
 except Exception as e:
     seen['not_registered'] = [type(e).__module__, type(e).__name__, str(e)]
+for name in ['unserializable', 'crash']:
+    try:
+        app.send_task('celery_app.tasks.' + name).get(timeout=10)
+    except Exception as e:
+        seen[name] = [type(e).__module__, type(e).__name__]
 r = fail.delay('x')
 try:
     r.get(timeout=10)
@@ -94,6 +99,9 @@ print(json.dumps(seen))
   assert.deepEqual(seen.value_error, ['builtins', 'ValueError', 'bad thing']);
   assert.deepEqual(seen.type_error, ['builtins', 'TypeError', "celery_app.tasks.add() got an unexpected keyword argument 'z'"]);
   assert.deepEqual((seen.not_registered as string[]).slice(0, 2), ['celery.exceptions', 'NotRegistered']);
+  assert.deepEqual(seen.unserializable, ['kombu.exceptions', 'EncodeError'], 'a result JSON cannot hold');
+  // celery.exceptions.WorkerLostError is billiard's class, re-exported.
+  assert.deepEqual(seen.crash, ['billiard.exceptions', 'WorkerLostError'], 'a thread that exits under its task');
   assert.equal(seen.state, 'FAILURE');
   assert.equal(seen.traceback_has_js_stack, true);
 });

@@ -13,6 +13,15 @@ import { TaskFailedError } from '../src/errors.js';
 const env = useRedis();
 const FAULTS = fileURLToPath(new URL('../../test/fixtures/tasks/faults.js', import.meta.url));
 
+/** What Python's AsyncResult.get() raises for a task id, and its state: Celery's view of our FAILURE. */
+async function pythonSees(taskId: string): Promise<string> {
+  const out = await python(
+    `from celery_app import app\nr = app.AsyncResult('${taskId}')\ntry:\n    r.get(timeout=5)\nexcept Exception as e:\n    print(type(e).__name__, r.state)`,
+    env.redis.url,
+  );
+  return out.trim();
+}
+
 async function failure(name: string, args: unknown[] = [], options = {}): Promise<TaskFailedError> {
   const r = await env.client.send(name, args, {}, options);
   const err = await r.get({ timeout: 20_000 }).then(
@@ -40,12 +49,7 @@ test('hard time limits terminate the thread: task option, worker default (an end
     const header = await failure('faults.sleep', [30], { timeLimit: 0.5 });
     assert.equal(header.name, 'TimeLimitExceeded');
     assert.equal(header.message, 'TimeLimitExceeded(0.5)');
-    // Python reads the FAILURE as the exception Celery would raise.
-    const seen = await python(
-      `from celery_app import app\nr = app.AsyncResult('${loop.taskId}')\ntry:\n    r.get(timeout=5)\nexcept Exception as e:\n    print(type(e).__name__, r.state)`,
-      env.redis.url,
-    );
-    assert.equal(seen.trim(), 'TimeLimitExceeded FAILURE');
+    assert.equal(await pythonSees(loop.taskId), 'TimeLimitExceeded FAILURE');
     assert.equal(worker.lines.filter((l) => l.event === 'pool:thread-restart' && l.reason === 'time_limit').length, 3);
     await stillWorks(worker);
   } finally {
@@ -76,6 +80,7 @@ test('a task past --max-memory-per-thread fails with MemoryError and its thread 
   try {
     const oom = await failure('faults.hog');
     assert.equal(oom.name, 'MemoryError');
+    assert.equal(await pythonSees(oom.taskId), 'MemoryError FAILURE');
     await worker.waitFor((l) => l.event === 'pool:thread-restart' && l.reason === 'memory', 5000, 'the restart line');
     await stillWorks(worker);
   } finally {
