@@ -3,7 +3,8 @@
 // high availability: one holds a short lease in Redis and evaluates the schedule; when it dies, another
 // takes over within LEASE_MS. tick.lua makes each tick fire exactly once even across a handover: a tick
 // and its message are recorded in one step, and a tick closer than one interval to the last is refused.
-// A missed tick (no leader for a while) fires once, late, not once per missed interval.
+// A missed tick (no leader for a while) fires once, late, not once per missed interval, and the series
+// goes on from it.
 
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -108,7 +109,8 @@ export class Beat {
   async #loop(): Promise<void> {
     while (this.#running) {
       try {
-        const leader = (await this.#redis.claim(BEAT_LEADER_KEY, this.#token, LEASE_MS, '')) === 1;
+        // claim.lua: 1 kept, 2 taken (the lease was free), 0 held by another beat.
+        const leader = (await this.#redis.claim(BEAT_LEADER_KEY, this.#token, LEASE_MS, '')) !== 0;
         if (leader !== this.#leader) this.#log.info({ event: leader ? 'beat:leader' : 'beat:follower' }, leader ? 'this beat sends the schedule' : 'another beat sends the schedule');
         this.#leader = leader;
         if (leader) for (const e of this.#entries) await this.#maybeSend(e);
@@ -139,8 +141,10 @@ export class Beat {
     if ('every' in e.schedule) {
       gap = e.schedule.every * 1000;
       if (now < last + gap) return;
-      // On time: the next tick in the series; late by more than an interval: once, now.
-      tick = now < last + 2 * gap ? last + gap : now;
+      // On time (seen within two rounds of when due): the next tick of the series, which does not
+      // drift. Later (no leader for a while): once, now, and the series goes on from there, as Celery
+      // beat's does; so a late tick and the next one are never closer than an interval.
+      tick = now - (last + gap) <= 2 * STEP_MS ? last + gap : now;
     } else {
       const fire = lastFire(e.schedule.crontab, now);
       if (fire === null || fire <= last) return;

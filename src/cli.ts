@@ -262,19 +262,18 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** One line on stderr, whatever the message holds (OpenSSL's end with a line feed of their own). */
+function fail(text: string, code: number): never {
+  process.stderr.write(`celeriac: ${text.replace(/\s*\n\s*/g, ' ').trim()}\n`);
+  process.exit(code);
+}
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof UsageError) {
-      process.stderr.write(`celeriac: ${err.message}\n`);
-      process.exit(2);
-    }
-    if (err instanceof TaskFailedError) {
-      process.stderr.write(`celeriac: task ${err.taskId} failed: ${err.excType}: ${err.message}\n`);
-      process.exit(1);
-    }
+    if (err instanceof UsageError) fail(err.message, 2);
+    if (err instanceof TaskFailedError) fail(`task ${err.taskId} failed: ${err.excType}: ${err.message}`, 1);
     const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`celeriac: ${err instanceof CeleriacError ? '' : 'error: '}${message}\n`);
-    process.exit(1);
+    fail(`${err instanceof CeleriacError ? '' : 'error: '}${message}`, 1);
   },
 );
