@@ -1,7 +1,8 @@
 // The worker's HTTP endpoints for Prometheus and orchestrators:
 //   /metrics  the Prometheus text format (metrics.ts);
 //   /healthz  200 while the process runs and its event loop keeps up (a blocked loop cannot answer at
-//             all; a loop that lags more than LAG_LIMIT_MS between timer ticks answers 503);
+//             all; one that lagged more than LAG_LIMIT_MS between timer ticks in the last LAG_WINDOW_MS
+//             answers 503, so a probe every few seconds sees a stall that ended since its last visit);
 //   /readyz   200 when Redis answers, the pool is up and the worker is not shutting down; 503 otherwise,
 //             with the failing checks in the JSON body.
 
@@ -11,6 +12,7 @@ import type { Redis } from 'ioredis';
 import type { WorkerMetrics } from './metrics.js';
 
 const LAG_LIMIT_MS = 5000;
+const LAG_WINDOW_MS = 10_000;
 const TICK_MS = 500;
 const PING_TIMEOUT_MS = 1000;
 
@@ -42,12 +44,18 @@ export class HttpEndpoints {
   readonly #server: Server;
   readonly #ticker: NodeJS.Timeout;
   #lastTick = performance.now();
+  /** The largest lag seen within the window, and when it ended. */
   #maxLag = 0;
+  #maxLagAt = 0;
 
   constructor(metrics: WorkerMetrics, readiness: Readiness) {
     this.#ticker = setInterval(() => {
       const now = performance.now();
-      this.#maxLag = Math.max(0, now - this.#lastTick - TICK_MS);
+      const lag = Math.max(0, now - this.#lastTick - TICK_MS);
+      if (lag >= this.#maxLag || now - this.#maxLagAt > LAG_WINDOW_MS) {
+        this.#maxLag = lag;
+        this.#maxLagAt = now;
+      }
       this.#lastTick = now;
     }, TICK_MS);
     this.#ticker.unref();

@@ -143,3 +143,33 @@ test('the producer counts what it sends in celery_task_sent_total', async () => 
   assert.equal(total(s, 'celery_task_sent_total'), 3);
   assert.equal(families(await registry.metrics()).get('celery_task_sent_total'), 'counter');
 });
+
+test('/healthz is 503 after the event loop stalled (SIGSTOP for 6 s); /readyz is 503 as soon as a shutdown begins', async () => {
+  const port = await freePort();
+  const worker = await startWorker({ url: env.redis.url, args: ['--metrics-port', String(port), '--shutdown-timeout', '10'] });
+  try {
+    assert.equal((await scrape(port, '/healthz')).status, 200);
+    worker.child.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 6000));
+    worker.child.kill('SIGCONT');
+    await new Promise((r) => setTimeout(r, 700));
+    const stalled = await scrape(port, '/healthz');
+    assert.equal(stalled.status, 503, stalled.text);
+    assert.match(stalled.text, /"status":"event loop stalled"/);
+
+    const running = await env.client.send('celery_app.tasks.sleep', [3]);
+    await worker.waitFor((l) => l.event === 'task:received' && l.task_id === running.id);
+    assert.equal((await scrape(port, '/readyz')).status, 200);
+    worker.child.kill('SIGTERM');
+    let status = 200;
+    for (let i = 0; i < 50 && status === 200; i++) {
+      status = (await scrape(port, '/readyz')).status;
+      if (status === 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(status, 503, 'not ready while it shuts down');
+    assert.equal(worker.child.exitCode, null, 'still finishing its task');
+    assert.equal(await running.get({ timeout: 10_000 }), 3);
+  } finally {
+    await worker.stop();
+  }
+});
