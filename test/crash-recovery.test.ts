@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { useRedis } from './helpers/setup.js';
 import { spawnWorker, startWorker } from './helpers/daemon.js';
 import { TaskFailedError } from '../src/errors.js';
+import { freePort } from './helpers/redis-server.js';
+import { parseMetrics, scrape, total } from './helpers/prom.js';
 
 const env = useRedis();
 const KILLER = fileURLToPath(new URL('../../test/fixtures/tasks/killer.js', import.meta.url));
@@ -37,7 +39,8 @@ test('a live worker sweeps a dead one: its tasks run elsewhere within the heartb
   await env.raw.flushall();
   const ttl = ['--heartbeat-ttl', '2'];
   // Prefetch 1: the survivor holds one task at a time, so the victim reserves most of the others.
-  const survivor = await startWorker({ url: env.redis.url, hostname: `survivor-${process.pid}@test`, concurrency: 1, args: [...ttl, '--prefetch-multiplier', '1'] });
+  const metricsPort = await freePort();
+  const survivor = await startWorker({ url: env.redis.url, hostname: `survivor-${process.pid}@test`, concurrency: 1, args: [...ttl, '--prefetch-multiplier', '1', '--metrics-port', String(metricsPort), '--metrics-bind', '127.0.0.1'] });
   const victimName = `victim-${process.pid}@test`;
   const results = await env.client.sendMany(Array.from({ length: 8 }, () => ({ name: 'celery_app.tasks.sleep', args: [0.5] })));
   const victim = await startWorker({ url: env.redis.url, hostname: victimName, concurrency: 2, args: [...ttl, '--prefetch-multiplier', '3'] });
@@ -52,6 +55,7 @@ test('a live worker sweeps a dead one: its tasks run elsewhere within the heartb
   assert.ok(recoveryMs < 2000 + 1000 + 1000, `back on the queue within TTL + one sweep + margin (${recoveryMs} ms)`);
   assert.equal(recovered.from, victimName);
   assert.equal(recovered.count, held);
+  assert.equal(total(parseMetrics((await scrape(metricsPort)).text), 'celeriac_recovered_messages_total'), held, 'counted in the metrics');
   const values = await Promise.all(results.map((r) => r.get({ timeout: 20_000 })));
   assert.deepEqual(values, Array(8).fill(0.5));
   assert.equal(await env.raw.llen(`celeriac:processing:${victimName}:celery`), 0);

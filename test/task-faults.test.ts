@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { useRedis } from './helpers/setup.js';
 import { startWorker, type WorkerProcess } from './helpers/daemon.js';
 import { python } from './helpers/celery.js';
+import { freePort } from './helpers/redis-server.js';
+import { parseMetrics, scrape, total } from './helpers/prom.js';
 import { TaskFailedError } from '../src/errors.js';
 
 const env = useRedis();
@@ -39,7 +41,8 @@ async function stillWorks(worker: WorkerProcess): Promise<void> {
 }
 
 test('hard time limits terminate the thread: task option, worker default (an endless loop) and message header', async () => {
-  const worker = await startWorker({ url: env.redis.url, app: FAULTS, concurrency: 2, args: ['--time-limit', '1'] });
+  const metricsPort = await freePort();
+  const worker = await startWorker({ url: env.redis.url, app: FAULTS, concurrency: 2, args: ['--time-limit', '1', '--metrics-port', String(metricsPort), '--metrics-bind', '127.0.0.1'] });
   try {
     const fromTask = await failure('faults.hang');
     assert.equal(fromTask.name, 'TimeLimitExceeded');
@@ -51,6 +54,7 @@ test('hard time limits terminate the thread: task option, worker default (an end
     assert.equal(header.message, 'TimeLimitExceeded(0.5)');
     assert.equal(await pythonSees(loop.taskId), 'TimeLimitExceeded FAILURE');
     assert.equal(worker.lines.filter((l) => l.event === 'pool:thread-restart' && l.reason === 'time_limit').length, 3);
+    assert.equal(total(parseMetrics((await scrape(metricsPort)).text), 'celeriac_pool_thread_restarts_total', { reason: 'time_limit' }), 3, 'counted by reason');
     await stillWorks(worker);
   } finally {
     await worker.stop();
