@@ -171,6 +171,11 @@ export class Consumer {
     return this.#reservations.size;
   }
 
+  /** Tasks handed to pool threads and not finished. */
+  get running(): number {
+    return this.#running.size;
+  }
+
   /** Reserved messages waiting for a free thread. */
   get waiting(): number {
     return this.#ready.length;

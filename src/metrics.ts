@@ -19,6 +19,8 @@ const SCRAPE_REDIS_TIMEOUT_MS = 1000;
 export interface WorkerState {
   threads: number;
   busyThreads: number;
+  /** Tasks handed to pool threads and not finished (a thread runs a batch of short ones in turn). */
+  activeTasks: number;
   waiting: number;
   reserved: number;
   up: boolean;
@@ -115,7 +117,7 @@ export class WorkerMetrics {
         },
       });
     gauge('celery_worker_up', '1 while this worker consumes, 0 while it shuts down', (s) => (s.up ? 1 : 0));
-    gauge('celery_worker_tasks_active', 'Tasks running on pool threads', (s) => s.busyThreads);
+    gauge('celery_worker_tasks_active', 'Tasks handed to pool threads and not finished', (s) => s.activeTasks);
     gauge('celeriac_pool_threads', 'Pool threads', (s) => s.threads);
     gauge('celeriac_pool_busy_threads', 'Pool threads running a task', (s) => s.busyThreads);
     gauge('celeriac_pool_utilization_ratio', 'Busy threads / threads', (s) => (s.threads === 0 ? 0 : s.busyThreads / s.threads));

@@ -158,6 +158,7 @@ export class Supervisor {
       state: () => ({
         threads: this.#pool?.threads ?? 0,
         busyThreads: this.#pool?.busy ?? 0,
+        activeTasks: this.#consumer?.running ?? 0,
         waiting: this.#consumer?.waiting ?? 0,
         reserved: this.#consumer?.reserved ?? 0,
         up: this.#consuming,
