@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { ROOT, runCli, startWorker, type WorkerProcess } from './helpers/daemon.js';
+import { decode } from '../src/protocol.js';
 
 let redis: RedisServer;
 let worker: WorkerProcess;
@@ -39,6 +40,21 @@ test('call --wait prints the result; without --wait the task id, which result re
   const pending = await runCli(['result', 'never-sent'], env);
   assert.equal(pending.code, 0);
   assert.equal((JSON.parse(pending.stdout) as { status: string }).status, 'PENDING');
+});
+
+test('call puts its options in the message as Celery would: queue, priority, task id, countdown or eta, expires, ignore result', async () => {
+  const before = Date.now();
+  const a = await runCli(['call', 'celery_app.tasks.add', '--args', '[1,2]', '--queue', 'nowhere', '--priority', '3', '--task-id', 'cli-opts-1', '--countdown', '60', '--expires', '120', '--ignore-result'], env);
+  assert.deepEqual([a.code, a.stdout, a.stderr], [0, 'cli-opts-1\n', '']);
+  const b = await runCli(['call', 'celery_app.tasks.add', '--args', '[3,4]', '--queue', 'nowhere', '--task-id', 'cli-opts-2', '--eta', '2030-01-01T00:00:00Z'], env);
+  assert.deepEqual([b.code, b.stderr], [0, '']);
+  const [rawA] = await redis.cli('LRANGE', 'nowhere\x06\x163', '0', '-1').then((t) => t.split('\n'));
+  const msgA = decode(rawA as string, { maxBytes: 1e6 });
+  assert.deepEqual([msgA.id, msgA.task, msgA.args, msgA.priority, msgA.routingKey, msgA.ignoreResult], ['cli-opts-1', 'celery_app.tasks.add', [1, 2], 3, 'nowhere', true]);
+  assert.ok(msgA.eta !== null && Math.abs(msgA.eta - (before + 60_000)) < 5000, 'eta: 60 s from now');
+  assert.ok(msgA.expires !== null && Math.abs(msgA.expires - (before + 120_000)) < 5000, 'expires: 120 s from now');
+  const msgB = decode(await redis.cli('LINDEX', 'nowhere', '0'), { maxBytes: 1e6 });
+  assert.deepEqual([msgB.id, msgB.eta, msgB.priority, msgB.ignoreResult], ['cli-opts-2', Date.UTC(2030, 0, 1), 0, false]);
 });
 
 test('a failed task and a time-out are one line on stderr and exit code 1', async () => {
