@@ -3,13 +3,16 @@
 // Celery's own, so a Python worker continues a retry ours started and the other way round.
 
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { useRedis } from './helpers/setup.js';
 import { startWorker } from './helpers/daemon.js';
 import { python, startCeleryWorker } from './helpers/celery.js';
 import { TaskFailedError } from '../src/errors.js';
+import { autoretryCountdown, defineTask } from '../workers/registry.js';
 
 const env = useRedis();
+const FAULTS = fileURLToPath(new URL('../../test/fixtures/tasks/faults.js', import.meta.url));
 
 test('self.retry() runs the task again under the same id with retries + 1, storing RETRY in between', async () => {
   const worker = await startWorker({ url: env.redis.url });
@@ -40,10 +43,29 @@ test('automatic retries back off exponentially and end with the original error a
     assert.equal(err.message, 'db down');
     const retries = worker.events('task:retried').filter((l) => l.task_id === r.id);
     assert.deepEqual(retries.map((l) => l.retries), [1, 2]);
-    // Backoff 0.2 s then 0.4 s (no jitter): at least 0.6 s in all.
+    // Backoff 0.2 s then 0.4 s (no jitter): each retry is due that long after it was published.
+    const delays = retries.map((l) => Date.parse(String(l.eta)) - Date.parse(String(l.time)));
+    assert.ok(Math.abs((delays[0] as number) - 200) < 60 && Math.abs((delays[1] as number) - 400) < 60, `exponential: ${delays.join(', ')} ms`);
     assert.ok(Date.now() - started >= 600, `waited the backoff (${Date.now() - started} ms)`);
     await worker.waitFor((l) => l.event === 'task:failed' && l.task_id === r.id, 5000, 'the failure line');
     assert.equal(worker.events('task:failed').filter((l) => l.task_id === r.id).length, 1, 'failed once, after the two retries');
+  } finally {
+    await worker.stop();
+  }
+});
+
+test('backoff doubles up to retryBackoffMax; jitter draws from 0 to it; maxRetries null retries past 3', async () => {
+  const plain = defineTask('test.retry.plain', { retryBackoff: 1, retryBackoffMax: 5, retryJitter: false }, () => 1);
+  assert.deepEqual([0, 1, 2, 3, 4].map((n) => autoretryCountdown(plain, n)), [1, 2, 4, 5, 5]);
+  const jittered = defineTask('test.retry.jittered', { retryBackoff: 1, retryBackoffMax: 5 }, () => 1);
+  const draws = Array.from({ length: 200 }, () => autoretryCountdown(jittered, 2));
+  assert.ok(draws.every((d) => d >= 0 && d <= 4), 'within [0, 4]');
+  assert.ok(Math.max(...draws) > 3 && Math.min(...draws) < 1, `spread over the range: ${Math.min(...draws)}..${Math.max(...draws)}`);
+
+  const worker = await startWorker({ url: env.redis.url, app: FAULTS });
+  try {
+    const r = await env.client.send('faults.retry_forever', [5]);
+    assert.equal(await r.get({ timeout: 15_000 }), 'done after 5 retries');
   } finally {
     await worker.stop();
   }

@@ -198,5 +198,6 @@ export function autoretryCountdown(def: TaskDefinition, retries: number): number
   const o = def.options;
   if (o.retryBackoff === 0) return o.defaultRetryDelay;
   const countdown = Math.min(o.retryBackoffMax, o.retryBackoff * 2 ** retries);
-  return o.retryJitter ? Math.floor(Math.random() * (countdown + 1)) : countdown;
+  // Full jitter, as Celery's: anywhere from 0 to the backoff (uniform; Celery draws whole seconds).
+  return o.retryJitter ? Math.random() * countdown : countdown;
 }
