@@ -139,3 +139,36 @@ print(json.dumps({'ignored': r1.id, 'value': r2.get(timeout=10), 'waited': time.
   await worker.waitFor((l) => l.event === 'task:succeeded' && l.task_id === r.ignored);
   assert.equal(await redis.cli('EXISTS', `celery-task-meta-${r.ignored}`), '0');
 });
+
+test('eta=, time_limit= and priority= from Python: the task waits for its eta, is stopped at its limit, and a backlog drains highest priority first', async () => {
+  const out = await python(
+    `
+import json, time, datetime
+from celery_app.tasks import add, sleep
+seen = {}
+t = time.time()
+seen['eta_value'] = add.apply_async((5, 5), eta=datetime.datetime.utcnow() + datetime.timedelta(seconds=1)).get(timeout=10)
+seen['eta_waited'] = time.time() - t
+try:
+    sleep.apply_async((30,), time_limit=1).get(timeout=15)
+except Exception as e:
+    seen['limit'] = type(e).__name__
+seen['low'] = [add.apply_async((i, 0), priority=9, queue='prio').id for i in range(3)]
+seen['high'] = [add.apply_async((i, 100), priority=0, queue='prio').id for i in range(3)]
+print(json.dumps(seen))
+`,
+    redis.url,
+  );
+  const seen = JSON.parse(out) as { eta_value: number; eta_waited: number; limit: string; low: string[]; high: string[] };
+  assert.equal(seen.eta_value, 10);
+  assert.ok(seen.eta_waited >= 0.9, `waited for its eta: ${seen.eta_waited}s`);
+  assert.equal(seen.limit, 'TimeLimitExceeded');
+  const prio = await startWorker({ url: redis.url, concurrency: 1, args: ['-Q', 'prio', '--prefetch-multiplier', '1'] });
+  try {
+    await prio.waitFor(() => prio.events('task:succeeded').length === 6, 15_000, 'the six prio tasks');
+    const order = prio.events('task:received').map((l) => String(l.task_id));
+    assert.deepEqual(order.slice(0, 3).sort(), [...seen.high].sort(), `priority 0 first: ${order.join(', ')}`);
+  } finally {
+    await prio.stop();
+  }
+});
