@@ -130,6 +130,7 @@ export class Heartbeat implements Lease {
   async #refresh(handlers: HeartbeatHandlers): Promise<void> {
     // Monotonic: the key's TTL runs on Redis's clock from when it got the command, never before we sent it.
     const sentAt = performance.now();
+    const wasValid = this.valid;
     const claimed = await this.#broker.claim(this.#hostname, this.#value, this.#ttlMs);
     if (claimed === 'refused') {
       this.#log.error({ event: 'hostname:lost', hostname: this.#hostname }, 'another process took this hostname; shutting down');
@@ -140,19 +141,22 @@ export class Heartbeat implements Lease {
       this.#expired = true;
       this.#log.warn({ event: 'heartbeat:expired', hostname: this.#hostname }, 'this worker\'s heartbeat had expired (was the process paused?); checking which reserved messages are still its own');
     }
+    let handled = false;
     if (this.#expired) {
       if (this.#handling) return;
       this.#handling = true;
       try {
         await handlers.expired();
         this.#expired = false;
+        handled = true;
       } finally {
         this.#handling = false;
       }
     }
-    const wasValid = this.valid;
     this.#validUntil = Math.max(this.#validUntil, sentAt + this.#ttlMs);
-    if (!wasValid && this.valid) handlers.renewed();
+    // The key can vanish long before its TTL (FLUSHALL, a Redis restarted without persistence): the
+    // lease was lost with it even while the clock says it was valid.
+    if (this.valid && (!wasValid || handled)) handlers.renewed();
   }
 
   async release(): Promise<void> {

@@ -88,3 +88,17 @@ test('a message moved into the processing list by a fetch whose reply was lost r
     await worker.stop();
   }
 });
+
+test('a Redis that lost every key (FLUSHALL, or a restart without persistence): the worker registers again and goes on', async () => {
+  const worker = await startWorker({ url: env.redis.url, concurrency: 1, args: ['--heartbeat-ttl', '3'] });
+  try {
+    const hostname = String(worker.lines[0]?.hostname);
+    assert.equal(await (await env.client.send('celery_app.tasks.add', [1, 1])).get({ timeout: 10_000 }), 2);
+    await env.raw.flushall();
+    await worker.waitFor((l) => l.event === 'heartbeat:expired', 5000, 'the heartbeat to notice its key is gone');
+    assert.equal(await (await env.client.send('celery_app.tasks.add', [2, 2])).get({ timeout: 10_000 }), 4, 'it still takes work');
+    assert.equal(await env.raw.sismember('celeriac:workers', hostname), 1, 'listed again for sweeps');
+  } finally {
+    await worker.stop();
+  }
+});
