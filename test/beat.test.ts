@@ -75,6 +75,32 @@ test('crontab fields follow Celery: ranges, steps, lists and day names, in UTC',
   assert.throws(() => parseCrontab({ hour: '*/0' }, 'c'), /cannot read/);
 });
 
+test('a crontab entry fires at its minute, once, and the task runs (waits for the next minute: up to 60 s)', { timeout: 120_000 }, async () => {
+  await env.raw.flushall();
+  const dir = mkdtempSync(join(tmpdir(), 'beat-cron-'));
+  const schedule = join(dir, 'schedule.json');
+  writeFileSync(schedule, JSON.stringify({ entries: { 'every-minute': { task: 'celery_app.tasks.add', args: [1, 1], crontab: { minute: '*' }, options: { queue: 'cron' } } } }));
+  const beats = [startBeat(schedule), startBeat(schedule)];
+  try {
+    const deadline = Date.now() + 75_000;
+    while ((await env.raw.llen('cron')) === 0) {
+      assert.ok(Date.now() < deadline, 'a tick within a minute and a bit');
+      await sleep(200);
+    }
+    await sleep(1500);
+    const raws = await env.raw.lrange('cron', 0, -1);
+    assert.equal(raws.length, 1, 'two beat processes, one message');
+    const sentAt = decode(raws[0] as string, { maxBytes: 1e6 }).sentAt as number;
+    assert.ok(sentAt % 60_000 < 1500, `sent at the top of a minute: ${new Date(sentAt).toISOString()}`);
+  } finally {
+    for (const b of beats) b.child.kill('SIGTERM');
+    await Promise.all(beats.map((b) => new Promise((r) => (b.child.exitCode === null ? b.child.once('exit', r) : r(null)))));
+  }
+  const worker = await startWorker({ url: env.redis.url, args: ['-Q', 'cron'] });
+  await worker.waitFor(() => worker.events('task:succeeded').length === 1, 10_000, 'the crontab task to run');
+  await worker.stop();
+});
+
 test('a bad schedule file is one clear line and a non-zero exit', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'beat-bad-'));
   const bad = join(dir, 'bad.json');
