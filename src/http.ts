@@ -68,7 +68,8 @@ export class HttpEndpoints {
       if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, 'text/plain', 'method not allowed\n');
       if (path === '/metrics') {
         metrics.metrics().then(
-          (chunks) => {
+          ({ chunks, release }) => {
+            res.on('close', release);
             res.writeHead(200, { 'content-type': metrics.contentType });
             // Corked: the chunks leave in one write.
             res.cork();

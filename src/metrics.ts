@@ -169,10 +169,13 @@ export class WorkerMetrics {
 
   /**
    * The whole scrape: prom-client's families, then the per-task ones, as chunks to write one after
-   * the other (joining megabytes into one buffer cost more than producing them).
+   * the other (joining megabytes into one buffer cost more than producing them); `release` once
+   * they are written.
    */
-  async metrics(): Promise<Buffer[]> {
-    return [Buffer.from(`${await this.registry.metrics()}\n`), ...this.#tasks.exposition()];
+  async metrics(): Promise<{ chunks: Buffer[]; release: () => void }> {
+    const head = Buffer.from(`${await this.registry.metrics()}\n`);
+    const tasks = this.#tasks.exposition();
+    return { chunks: [head, ...tasks.chunks], release: tasks.release };
   }
 
   get contentType(): string {
