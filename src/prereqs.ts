@@ -22,6 +22,7 @@ const REQUIREMENTS: readonly Requirement[] = [
   { what: 'redis-cli', pkg: 'redis-tools', present: () => runs('redis-cli', ['--version']), for: ['test'] },
   { what: 'Python Celery for /usr/bin/python3', pkg: 'python3-celery', present: () => runs('/usr/bin/python3', ['-c', 'import celery']), for: ['test'] },
   { what: 'the Redis client for /usr/bin/python3', pkg: 'python3-redis', present: () => runs('/usr/bin/python3', ['-c', 'import redis']), for: ['test'] },
+  { what: 'PyYAML for /usr/bin/python3', pkg: 'python3-yaml', present: () => runs('/usr/bin/python3', ['-c', 'import yaml']), for: ['test'] },
   { what: 'prometheus', pkg: 'prometheus', present: () => runs('prometheus', ['--version']), for: ['test'] },
   { what: 'promtool', pkg: 'prometheus', present: () => runs('promtool', ['--version']), for: ['test'] },
 ];

@@ -107,6 +107,25 @@ test('the dashboard takes its Prometheus from a variable and filters by worker a
   assert.equal(new Set(allPanels(dash.panels).map((p) => p.id)).size, allPanels(dash.panels).length, 'panel ids are unique');
 });
 
+test('the Grafana provisioning files parse, provide a Prometheus data source and load the dashboard from a folder', async () => {
+  // Parsed by PyYAML (Debian python3-yaml), so a file Grafana cannot read fails here.
+  const read = async (file: string): Promise<Record<string, any>> => {
+    const r = await runToCompletion('/usr/bin/python3', ['-c', 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))', join(GRAFANA, 'provisioning', file)], {}, 10_000);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Record<string, any>;
+  };
+  const ds = await read('datasources/celeriac.yml');
+  assert.equal(ds.apiVersion, 1);
+  assert.equal(ds.datasources?.length, 1);
+  assert.equal(ds.datasources[0].type, 'prometheus', 'what the dashboard\'s datasource variable lists');
+  assert.match(String(ds.datasources[0].url), /^https?:\/\//);
+  const boards = await read('dashboards/celeriac.yml');
+  assert.equal(boards.apiVersion, 1);
+  const provider = boards.providers?.[0];
+  assert.equal(provider?.type, 'file');
+  assert.match(String(provider?.options?.path), /^\//, 'an absolute folder for celeriac-dashboard.json');
+});
+
 test('the alert rules pass promtool check and their unit tests', async () => {
   assert.match(await promtool('check', 'rules', 'alerts.yml'), new RegExp(`SUCCESS: ${ALERTS.length} rules found`));
   assert.deepEqual(ALERTS, ['CeleriacWorkerDown', 'CeleriacBacklogGrowing', 'CeleriacFailureRatioHigh', 'CeleriacDeadLetterGrowing', 'CeleriacQueueWaitP99High']);
