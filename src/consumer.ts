@@ -49,6 +49,7 @@ const RATE_SLACK_MS = 5;
 /** Weight of the newest run time in a task name's moving average. */
 const RUNTIME_SMOOTHING = 0.2;
 const FETCH_RETRY_MS = 500;
+const MAX_RETRY_MS = 5000;
 
 export interface ConsumerOptions {
   hostname: string;
@@ -363,19 +364,27 @@ export class Consumer {
    */
   #unfetch(f: Fetched): void {
     this.#active += 1;
-    void (async () => {
-      for (let delay = FETCH_RETRY_MS; this.#state !== 'stopped'; delay = Math.min(delay * 2, 5000)) {
-        try {
-          await this.#broker.unfetch(f);
-          break;
-        } catch (err) {
-          this.#log.warn({ event: 'unfetch:failed', err: String(err), retry_in_ms: delay }, 'releasing a message failed; retrying');
-          await new Promise((r) => setTimeout(r, delay));
-        }
-      }
+    void this.#persist({ event: 'unfetch:failed', taskId: null, message: 'releasing a message failed; retrying' }, () => this.#broker.unfetch(f)).then(() => {
       this.#active -= 1;
       this.#checkIdle();
-    })();
+    });
+  }
+
+  /**
+   * Runs one Redis write until it lands, backing off between tries (Redis away); gives up, resolving
+   * with null, once `keepTrying` says no (the worker stops: the message then stays in our processing
+   * list for the requeue).
+   */
+  async #persist<T>(what: { event: string; taskId: string | null; message: string }, write: () => Promise<T>, keepTrying = () => this.#state !== 'stopped'): Promise<T | null> {
+    for (let delay = FETCH_RETRY_MS; keepTrying(); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+      try {
+        return await write();
+      } catch (err) {
+        this.#log.warn({ event: what.event, task_id: what.taskId, err: String(err), retry_in_ms: delay }, what.message);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+    return null;
   }
 
   #handle(f: Fetched): void {
@@ -432,15 +441,7 @@ export class Consumer {
    */
   async #rateLimit(f: Fetched, msg: TaskMessage, info: TaskInfo, intervalMs: number, queue: string): Promise<void> {
     this.#active += 1;
-    let delayMs: number | null = null;
-    for (let wait = FETCH_RETRY_MS; delayMs === null && this.#state === 'running'; wait = Math.min(wait * 2, 5000)) {
-      try {
-        delayMs = await this.#broker.rateSlot(msg.task, intervalMs);
-      } catch (err) {
-        this.#log.warn({ event: 'rate:failed', task_id: msg.id, err: String(err), retry_in_ms: wait }, 'reserving a rate slot failed; retrying');
-        await new Promise((r) => setTimeout(r, wait));
-      }
-    }
+    const delayMs = await this.#persist({ event: 'rate:failed', taskId: msg.id, message: 'reserving a rate slot failed; retrying' }, () => this.#broker.rateSlot(msg.task, intervalMs), () => this.#state === 'running');
     this.#active -= 1;
     if (delayMs === null) {
       // Stopping: the message stays in the processing list for the requeue.
@@ -588,17 +589,8 @@ export class Consumer {
   async #retry(f: { pair: ListPair; bytes: Buffer }, msg: TaskMessage, queue: string, exc: ExceptionData, retryAt: number, ignoreResult: boolean): Promise<void> {
     const raw = retryMessage(msg, retryAt, queue);
     const meta = ignoreResult ? null : exceptionMeta('RETRY', msg.id, exc);
-    for (let delay = FETCH_RETRY_MS; this.#state !== 'stopped'; delay = Math.min(delay * 2, 5000)) {
-      try {
-        if (await this.#broker.retry(f.pair, f.bytes, raw, msg.id, meta)) {
-          this.#bus.emit('task:retried', { id: msg.id, name: msg.task, queue, eta: retryAt, retries: msg.retries + 1, excType: exc.excType, excMessage: exc.excMessage });
-        }
-        return;
-      } catch (err) {
-        this.#log.error({ event: 'retry:failed', task_id: msg.id, err: String(err), retry_in_ms: delay }, 'publishing a retry failed; trying again');
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+    const published = await this.#persist({ event: 'retry:failed', taskId: msg.id, message: 'publishing a retry failed; trying again' }, () => this.#broker.retry(f.pair, f.bytes, raw, msg.id, meta));
+    if (published) this.#bus.emit('task:retried', { id: msg.id, name: msg.task, queue, eta: retryAt, retries: msg.retries + 1, excType: exc.excType, excMessage: exc.excMessage });
   }
 
   /** Stores REVOKED (Celery's TaskRevokedError) instead of running the task, and acks. */
@@ -617,20 +609,11 @@ export class Consumer {
     const { pair, bytes } = f;
     this.#active += 1;
     this.#beginWrite();
-    void (async () => {
-      // Retried until it lands or the worker stops (then the requeue returns the message to its queue).
-      for (let delay = FETCH_RETRY_MS; this.#state !== 'stopped'; delay = Math.min(delay * 2, 5000)) {
-        try {
-          if (await this.#broker.defer(pair, bytes, eta, stored)) this.#bus.emit('task:deferred', { id: msg.id, name: msg.task, queue, eta });
-          this.#scheduler.wake(eta);
-          break;
-        } catch (err) {
-          this.#log.error({ event: 'defer:failed', task_id: msg.id, err: String(err), retry_in_ms: delay }, 'deferring failed; retrying');
-          await new Promise((r) => setTimeout(r, delay));
-        }
-      }
+    void this.#persist({ event: 'defer:failed', taskId: msg.id, message: 'deferring failed; retrying' }, () => this.#broker.defer(pair, bytes, eta, stored)).then((parked) => {
+      if (parked) this.#bus.emit('task:deferred', { id: msg.id, name: msg.task, queue, eta });
+      if (parked !== null) this.#scheduler.wake(eta);
       this.#settle(f);
-    })();
+    });
   }
 
   /**
