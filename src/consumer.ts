@@ -23,7 +23,7 @@
 
 import type { AckWriter } from './acks.js';
 import type { Broker, Fetched, ListPair } from './broker.js';
-import { ProtocolError, REJECTION_EXCEPTIONS } from './errors.js';
+import { ProtocolError } from './errors.js';
 import type { EventBus } from './events.js';
 import { PRIORITY_STEPS, processingList, queueList } from './keys.js';
 import type { Logger } from './logger.js';
@@ -31,11 +31,11 @@ import { Reservations } from './reservations.js';
 import type { AbortReason, Pool } from './pool.js';
 import type { Lease } from './recovery.js';
 import type { Revocations } from './revocations.js';
-import { decode, retryMessage, withHeaders, type TaskMessage } from './protocol.js';
-import { exceptionMeta, successMeta } from './results.js';
+import { decode, withHeaders, type TaskMessage } from './protocol.js';
 import type { Scheduler } from './scheduler.js';
+import { Transitions } from './transitions.js';
 import { IdleWaits } from './waits.js';
-import { MAX_BATCH, type ExceptionData, type Outcome, type TaskInfo } from '../workers/types.js';
+import { MAX_BATCH, type Outcome, type TaskInfo } from '../workers/types.js';
 
 /**
  * Tasks expected to take less than this together share a batch (one message to a thread). Each batch
@@ -49,7 +49,6 @@ const RATE_SLACK_MS = 5;
 /** Weight of the newest run time in a task name's moving average. */
 const RUNTIME_SMOOTHING = 0.2;
 const FETCH_RETRY_MS = 500;
-const MAX_RETRY_MS = 5000;
 
 export interface ConsumerOptions {
   hostname: string;
@@ -78,8 +77,6 @@ export class Consumer {
   readonly #o: ConsumerOptions;
   readonly #broker: Broker;
   readonly #pool: Pool;
-  readonly #acks: AckWriter;
-  readonly #scheduler: Scheduler;
   readonly #revocations: Revocations;
   readonly #lease: Lease;
   readonly #bus: EventBus;
@@ -90,6 +87,7 @@ export class Consumer {
   /** All watched lists, step-major: every queue's step 0 list, then step 3, ... */
   readonly #pairsByStep: ListPair[][];
   readonly #waits: IdleWaits;
+  readonly #transitions: Transitions;
   readonly #ready: Ready[] = [];
   #state: State = 'running';
   readonly #reservations = new Reservations();
@@ -132,8 +130,6 @@ export class Consumer {
     this.#o = deps.options;
     this.#broker = deps.broker;
     this.#pool = deps.pool;
-    this.#acks = deps.acks;
-    this.#scheduler = deps.scheduler;
     this.#revocations = deps.revocations;
     this.#lease = deps.lease;
     this.#bus = deps.bus;
@@ -153,6 +149,15 @@ export class Consumer {
         return { source, processing: processingList(this.#o.hostname, source) };
       }),
     );
+    this.#transitions = new Transitions({
+      broker: this.#broker,
+      acks: deps.acks,
+      scheduler: deps.scheduler,
+      bus: this.#bus,
+      logger: this.#log,
+      hostname: this.#o.hostname,
+      stopped: () => this.#state === 'stopped',
+    });
     this.#waits = new IdleWaits({
       broker: this.#broker,
       pairs: this.pairs,
@@ -364,27 +369,10 @@ export class Consumer {
    */
   #unfetch(f: Fetched): void {
     this.#active += 1;
-    void this.#persist({ event: 'unfetch:failed', taskId: null, message: 'releasing a message failed; retrying' }, () => this.#broker.unfetch(f)).then(() => {
+    void this.#transitions.unfetch(f).then(() => {
       this.#active -= 1;
       this.#checkIdle();
     });
-  }
-
-  /**
-   * Runs one Redis write until it lands, backing off between tries (Redis away); gives up, resolving
-   * with null, once `keepTrying` says no (the worker stops: the message then stays in our processing
-   * list for the requeue).
-   */
-  async #persist<T>(what: { event: string; taskId: string | null; message: string }, write: () => Promise<T>, keepTrying = () => this.#state !== 'stopped'): Promise<T | null> {
-    for (let delay = FETCH_RETRY_MS; keepTrying(); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
-      try {
-        return await write();
-      } catch (err) {
-        this.#log.warn({ event: what.event, task_id: what.taskId, err: String(err), retry_in_ms: delay }, what.message);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-    return null;
   }
 
   #handle(f: Fetched): void {
@@ -441,7 +429,7 @@ export class Consumer {
    */
   async #rateLimit(f: Fetched, msg: TaskMessage, info: TaskInfo, intervalMs: number, queue: string): Promise<void> {
     this.#active += 1;
-    const delayMs = await this.#persist({ event: 'rate:failed', taskId: msg.id, message: 'reserving a rate slot failed; retrying' }, () => this.#broker.rateSlot(msg.task, intervalMs), () => this.#state === 'running');
+    const delayMs = await this.#transitions.persist({ event: 'rate:failed', taskId: msg.id, message: 'reserving a rate slot failed; retrying' }, () => this.#broker.rateSlot(msg.task, intervalMs), () => this.#state === 'running');
     this.#active -= 1;
     if (delayMs === null) {
       // Stopping: the message stays in the processing list for the requeue.
@@ -539,7 +527,6 @@ export class Consumer {
   }
 
   async #finish({ fetched, msg, ignoreResult, enqueuedAt }: Ready, outcome: Outcome): Promise<void> {
-    const { pair, bytes } = fetched;
     const previous = this.#runtimeMs.get(msg.task);
     this.#runtimeMs.set(msg.task, previous === undefined ? outcome.runtimeMs : previous + RUNTIME_SMOOTHING * (outcome.runtimeMs - previous));
     if (this.#state === 'stopped') {
@@ -547,73 +534,27 @@ export class Consumer {
       return;
     }
     this.#beginWrite();
-    const queue = msg.routingKey ?? pair.source;
-    if (!outcome.ok && outcome.retryAt !== undefined) {
-      await this.#retry({ pair, bytes }, msg, queue, outcome.exc, outcome.retryAt, ignoreResult);
-      this.#settle(fetched);
-      return;
-    }
-    let meta: string | null = null;
-    if (!ignoreResult) {
-      meta = outcome.ok ? successMeta(msg.id, outcome.json ?? 'null') : exceptionMeta('FAILURE', msg.id, outcome.exc);
-    }
-    await this.#acks.ack({ pair, bytes, taskId: msg.id, meta });
-    const latencyMs = Math.max(0, Date.now() - enqueuedAt);
-    if (outcome.ok) this.#bus.emit('task:succeeded', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs });
-    else this.#bus.emit('task:failed', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs, excType: outcome.exc.excType, excMessage: outcome.exc.excMessage, traceback: outcome.exc.traceback });
+    await this.#transitions.complete(fetched, msg, outcome, ignoreResult, enqueuedAt);
     this.#settle(fetched);
   }
 
+  /** Takes a message out of our processing list by `transition`; its prefetch slot is free at once. */
+  #write(f: Fetched, transition: () => Promise<void>): void {
+    this.#active += 1;
+    this.#beginWrite();
+    void transition().then(() => this.#settle(f));
+  }
+
   #reject(f: Fetched, err: ProtocolError): void {
-    this.#active += 1;
-    this.#beginWrite();
-    const exc = REJECTION_EXCEPTIONS[err.code];
-    const meta = err.taskId === null ? null : exceptionMeta('FAILURE', err.taskId, { ...exc, excMessage: err.message, traceback: null });
-    const record = JSON.stringify({
-      reason: err.message,
-      code: err.code,
-      task_id: err.taskId,
-      task: err.taskName,
-      queue: f.pair.source,
-      hostname: this.#o.hostname,
-      time: new Date().toISOString(),
-      raw: f.raw,
-    });
-    void this.#acks.deadLetter({ pair: f.pair, bytes: f.bytes, taskId: err.taskId, meta, record }).then(() => {
-      this.#bus.emit('task:rejected', { id: err.taskId, name: err.taskName, queue: f.pair.source, code: err.code, reason: err.message });
-      this.#settle(f);
-    });
+    this.#write(f, () => this.#transitions.deadLetter(f, err));
   }
 
-  /** Publishes the retry in place of the message and stores RETRY; retried until it lands or the worker stops. */
-  async #retry(f: { pair: ListPair; bytes: Buffer }, msg: TaskMessage, queue: string, exc: ExceptionData, retryAt: number, ignoreResult: boolean): Promise<void> {
-    const raw = retryMessage(msg, retryAt, queue);
-    const meta = ignoreResult ? null : exceptionMeta('RETRY', msg.id, exc);
-    const published = await this.#persist({ event: 'retry:failed', taskId: msg.id, message: 'publishing a retry failed; trying again' }, () => this.#broker.retry(f.pair, f.bytes, raw, msg.id, meta));
-    if (published) this.#bus.emit('task:retried', { id: msg.id, name: msg.task, queue, eta: retryAt, retries: msg.retries + 1, excType: exc.excType, excMessage: exc.excMessage });
-  }
-
-  /** Stores REVOKED (Celery's TaskRevokedError) instead of running the task, and acks. */
   #revoke(f: Fetched, msg: TaskMessage, reason: string): void {
-    const { pair, bytes } = f;
-    this.#active += 1;
-    this.#beginWrite();
-    const meta = exceptionMeta('REVOKED', msg.id, { excType: 'TaskRevokedError', excModule: 'celery.exceptions', excMessage: reason, traceback: null });
-    void this.#acks.ack({ pair, bytes, taskId: msg.id, meta: msg.ignoreResult ? null : meta }).then(() => {
-      this.#bus.emit('task:revoked', { id: msg.id, name: msg.task, queue: msg.routingKey ?? pair.source, reason });
-      this.#settle(f);
-    });
+    this.#write(f, () => this.#transitions.revoke(f, msg, reason));
   }
 
-  #defer(f: Fetched, msg: TaskMessage, eta: number, queue: string, stored: string | Buffer = f.bytes): void {
-    const { pair, bytes } = f;
-    this.#active += 1;
-    this.#beginWrite();
-    void this.#persist({ event: 'defer:failed', taskId: msg.id, message: 'deferring failed; retrying' }, () => this.#broker.defer(pair, bytes, eta, stored)).then((parked) => {
-      if (parked) this.#bus.emit('task:deferred', { id: msg.id, name: msg.task, queue, eta });
-      if (parked !== null) this.#scheduler.wake(eta);
-      this.#settle(f);
-    });
+  #defer(f: Fetched, msg: TaskMessage, eta: number, queue: string, stored?: string | Buffer): void {
+    this.#write(f, () => this.#transitions.defer(f, msg, eta, queue, stored));
   }
 
   /**
