@@ -259,9 +259,12 @@ export class Broker {
     });
   }
 
-  /** Puts one reserved message back at the consumer end of its queue, as if never fetched. */
-  async unfetch(f: Fetched): Promise<void> {
-    await this.#timed('unfetch', () => this.#cmd.unfetch(f.pair.processing, f.pair.source, f.bytes));
+  /**
+   * Puts one reserved message back at the consumer end of its queue, as if never fetched: true when
+   * moved, false when it had left the processing list already.
+   */
+  async unfetch(f: Fetched): Promise<boolean> {
+    return (await this.#timed('unfetch', () => this.#cmd.unfetch(f.pair.processing, f.pair.source, f.bytes))) === 1;
   }
 
   /** Moves everything in the processing lists back to their sources; returns how many moved. */

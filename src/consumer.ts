@@ -10,9 +10,9 @@
 //            Redis comes back, the loop first ends its blocking waits and hands back whatever its
 //            processing lists hold that it has not reserved (a fetch whose reply was lost).
 //   quiet    no more fetching (the blocking connections are closed; a message BLMOVE'd during the
-//            close is already in a processing list). Reserved but not started messages are let go:
-//            they stay in the processing lists for the supervisor to requeue. Running tasks finish
-//            and are acked.
+//            close is already in a processing list, for the supervisor's requeue). Reserved messages
+//            not started go back to the head of their queues at once, for other workers. Running
+//            tasks finish and are acked.
 //   stopped  outcomes that still arrive (the pool was destroyed under them) are not acked: their
 //            messages are requeued by the supervisor and run again elsewhere.
 //
@@ -101,7 +101,7 @@ export class Consumer {
   #reconcileWanted = false;
   /** Callers of revalidate() waiting for the next reconcile to complete. */
   #reconciled: (() => void)[] = [];
-  /** Tasks in the pool plus acks, defers and dead letters not yet written. */
+  /** Tasks in the pool plus writes not landed yet (ack, retry, defer, dead letter, unfetch, rate slot). */
   #active = 0;
   #rotation = 0;
   /** Running (or handed to a thread) task id → what ends its batch. */
@@ -163,6 +163,7 @@ export class Consumer {
       pairs: this.pairs,
       connectionName: `celeriac:${this.#o.hostname}:wait`,
       logger: this.#log,
+      lease: this.#lease,
       onMessage: (f, othersWaiting) => this.#waited(f, othersWaiting),
     });
   }
@@ -193,20 +194,21 @@ export class Consumer {
 
   /**
    * Stops fetching and hands reserved messages that have not started back to the front of their
-   * queues now, for other workers, rather than when the running tasks are done. Returns how many.
+   * queues now, for other workers, rather than when the running tasks are done. Resolves with how
+   * many landed there (the others stay in the processing lists for the requeue).
    */
-  quiet(): number {
+  async quiet(): Promise<number> {
     if (this.#state !== 'running') return 0;
     this.#state = 'quiet';
     this.#waits.close();
+    // A revalidation waiting on the loop would wait forever: the loop ends here.
+    for (const resolve of this.#reconciled.splice(0)) resolve();
     const released = this.#ready.splice(0);
-    for (const r of released) {
-      this.#reservations.delete(r.fetched);
-      this.#unfetch(r.fetched);
-    }
+    for (const r of released) this.#reservations.delete(r.fetched);
+    const landed = Promise.all(released.map((r) => this.#unfetch(r.fetched)));
     this.#wakeLoop();
     this.#checkIdle();
-    return released.length;
+    return (await landed).filter(Boolean).length;
   }
 
   /** Resolves when no task is running and nothing is waiting to be written. */
@@ -236,7 +238,7 @@ export class Consumer {
 
   /** From now on, outcomes are dropped (their messages are requeued by the caller). */
   abandon(): void {
-    this.quiet();
+    void this.quiet();
     this.#state = 'stopped';
   }
 
@@ -270,7 +272,9 @@ export class Consumer {
       }
       if (this.#state !== 'running') break;
       if (fetched.length > 0) {
-        for (const f of fetched) this.#handle(f);
+        // A blocking wait still out may have brought messages meanwhile: the bound holds for all.
+        const room = Math.max(0, this.#capacity - this.#holding);
+        fetched.forEach((f, i) => (i < room ? this.#handle(f) : void this.#unfetch(f)));
         continue;
       }
       this.#waitingForWork = true;
@@ -320,8 +324,13 @@ export class Consumer {
   async #reconcile(): Promise<void> {
     this.#reconcileWanted = false;
     this.#waitingForWork = false;
+    // Only those asking so far: one asking during this round trip may have missed what it saw.
+    const waiters = this.#reconciled.splice(0);
     await this.#waits.end();
-    if (this.#state !== 'running') return;
+    if (this.#state !== 'running') {
+      for (const resolve of waiters) resolve();
+      return;
+    }
     try {
       const pairs = this.pairs;
       const listed = await this.#broker.listProcessing(pairs);
@@ -332,8 +341,8 @@ export class Consumer {
         for (const bytes of diff.strays) strays.push({ pair, bytes, raw: bytes.toString() });
         for (const f of diff.gone) gone.add(f);
       });
-      await Promise.all(strays.map((f) => this.#broker.unfetch(f)));
-      if (strays.length > 0) this.#bus.emit('worker:reconciled', { count: strays.length });
+      const moved = (await Promise.all(strays.map((f) => this.#broker.unfetch(f)))).filter(Boolean).length;
+      if (moved > 0) this.#bus.emit('worker:reconciled', { count: moved });
       // Not started yet and now another worker's: not run here. One running or being written goes
       // on (at-least-once); its ack removes nothing.
       const dropped = this.#ready.filter((r) => gone.has(r.fetched));
@@ -342,8 +351,9 @@ export class Consumer {
         for (const r of dropped) this.#reservations.delete(r.fetched);
         this.#bus.emit('worker:superseded', { count: dropped.length });
       }
-      for (const resolve of this.#reconciled.splice(0)) resolve();
+      for (const resolve of waiters) resolve();
     } catch (err) {
+      this.#reconciled.unshift(...waiters);
       this.#reconcileWanted = true;
       this.#log.warn({ event: 'reconcile:failed', err: String(err) }, 'checking the processing lists after a reconnect failed; retrying');
       await new Promise((r) => setTimeout(r, FETCH_RETRY_MS));
@@ -355,7 +365,7 @@ export class Consumer {
     // In quiet or stopped state the message stays in the processing list for the requeue.
     if (this.#state === 'running') {
       if (this.#holding < this.#capacity) this.#handle(f);
-      else this.#unfetch(f);
+      else void this.#unfetch(f);
     }
     // Each other wait can still bring one message: they keep waiting (re-arming them all per message
     // cost more than the message) unless the free capacity cannot hold one from each.
@@ -364,15 +374,16 @@ export class Consumer {
   }
 
   /**
-   * A wait that returned before its CLIENT UNBLOCK landed (several lists got work at once) brought a
-   * message past the prefetch bound: it goes back to the head of its queue for whoever is free.
+   * Hands a message back to the head of its queue, unrun, for whoever is free: one past the prefetch
+   * bound (a wait returned before its CLIENT UNBLOCK landed), or one let go at shutdown. Resolves
+   * true once it is there.
    */
-  #unfetch(f: Fetched): void {
+  async #unfetch(f: Fetched): Promise<boolean> {
     this.#active += 1;
-    void this.#transitions.unfetch(f).then(() => {
-      this.#active -= 1;
-      this.#checkIdle();
-    });
+    const landed = await this.#transitions.unfetch(f);
+    this.#active -= 1;
+    this.#checkIdle();
+    return landed;
   }
 
   #handle(f: Fetched): void {

@@ -94,7 +94,7 @@ export class Client {
     const { queue, msg } = this.#encode(call, Date.now());
     // The common case, a queue already declared, is one plain LPUSH: a pipeline costs more than the
     // command itself when it holds one.
-    if (!this.#declared.has(queue)) return (await this.sendMany([call]))[0] as AsyncResult;
+    if (!this.#declared.has(queue)) return (await this.#push([{ queue, msg }]))[0] as AsyncResult;
     await this.#cmd.lpush(msg.list, msg.raw);
     return this.#sent(queue, msg);
   }
@@ -102,7 +102,11 @@ export class Client {
   /** Sends many tasks in one pipelined round trip; the order of results matches `calls`. */
   async sendMany(calls: readonly TaskCall[]): Promise<AsyncResult[]> {
     const now = Date.now();
-    const encoded: { queue: string; msg: Encoded }[] = calls.map((c) => this.#encode(c, now));
+    return this.#push(calls.map((c) => this.#encode(c, now)));
+  }
+
+  /** One pipeline: the bindings of queues not declared yet, then the messages. */
+  async #push(encoded: readonly { queue: string; msg: Encoded }[]): Promise<AsyncResult[]> {
     const pipe = this.#cmd.pipeline();
     const declaring = new Set<string>();
     for (const { queue } of encoded) {

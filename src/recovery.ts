@@ -130,7 +130,6 @@ export class Heartbeat implements Lease {
   async #refresh(handlers: HeartbeatHandlers): Promise<void> {
     // Monotonic: the key's TTL runs on Redis's clock from when it got the command, never before we sent it.
     const sentAt = performance.now();
-    const wasValid = this.valid;
     const claimed = await this.#broker.claim(this.#hostname, this.#value, this.#ttlMs);
     if (claimed === 'refused') {
       this.#log.error({ event: 'hostname:lost', hostname: this.#hostname }, 'another process took this hostname; shutting down');
@@ -153,14 +152,22 @@ export class Heartbeat implements Lease {
         this.#handling = false;
       }
     }
+    // Read now, not before the round trip: the lease may have run out while it was in flight.
+    const wasValid = this.valid;
     this.#validUntil = Math.max(this.#validUntil, sentAt + this.#ttlMs);
     // The key can vanish long before its TTL (FLUSHALL, a Redis restarted without persistence): the
     // lease was lost with it even while the clock says it was valid.
     if (this.valid && (!wasValid || handled)) handlers.renewed();
   }
 
-  async release(): Promise<void> {
+  /** No more refreshes; the key expires by itself unless released. */
+  stop(): void {
     if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  async release(): Promise<void> {
+    this.stop();
     await this.#broker.release(this.#hostname, this.#value);
   }
 }

@@ -76,6 +76,8 @@ export class Supervisor {
   /** The port the metrics endpoints listen on (null: off). */
   metricsPort: number | null = null;
   #sweeper: Sweeper | null = null;
+  /** Another process holds our hostname now, and with it our processing lists: hands off them. */
+  #hostnameLost = false;
   #stopping: Promise<void> | null = null;
   #goCold: (() => void) | null = null;
   #markStopped!: () => void;
@@ -127,7 +129,10 @@ export class Supervisor {
       tasks: manifest.tasks,
     }));
     heartbeat.start({
-      lost: () => void this.stop('cold'),
+      lost: () => {
+        this.#hostnameLost = true;
+        void this.stop('cold');
+      },
       // A sweep forgot this worker: list it again before anything new lands in its lists.
       expired: async () => {
         await register(broker, c.hostname, consumer.pairs);
@@ -189,7 +194,7 @@ export class Supervisor {
     this.#consuming = false;
     let mode = requested;
     // Reserved messages not started go back to their queues now, for other workers.
-    const released = consumer?.quiet() ?? 0;
+    const released = consumer?.quiet() ?? Promise.resolve(0);
     // Their timers stop at once; a round trip of theirs still in flight need not be waited for.
     await this.#step('scheduler', () => this.#scheduler?.stop(), LOOP_STOP_LIMIT_MS);
     await this.#step('sweeper', () => this.#sweeper?.stop(), LOOP_STOP_LIMIT_MS);
@@ -208,10 +213,15 @@ export class Supervisor {
     consumer?.abandon();
     await this.#step('pool', () => this.#pool?.destroy());
     await this.#step('acks', () => this.#flushAcks());
-    let requeued = released;
-    if (this.#broker?.redis.status === 'ready') {
+    // The lease must hold while tasks run (else a sweep hands them out again); no longer after this.
+    this.#heartbeat?.stop();
+    let requeued = 0;
+    if (this.#hostnameLost) {
+      this.log.error({ event: 'shutdown:hostname-lost' }, 'another process holds this hostname and its processing lists: nothing is requeued or released');
+    } else if (this.#broker?.redis.status === 'ready') {
       await this.#step('requeue', async () => {
         if (!this.#broker || !consumer) return;
+        requeued += await released;
         requeued += await this.#broker.requeue(consumer.pairs);
         // Nothing of ours is left in Redis for a sweep to find.
         await retire(this.#broker, this.config.hostname);

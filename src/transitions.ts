@@ -93,9 +93,9 @@ export class Transitions {
     if (parked !== null) this.#o.scheduler.wake(eta);
   }
 
-  /** Hands a reserved message back to the consumer end of its queue, unrun. */
-  async unfetch(f: Fetched): Promise<void> {
-    await this.persist({ event: 'unfetch:failed', taskId: null, message: 'releasing a message failed; retrying' }, () => this.#o.broker.unfetch(f));
+  /** Hands a reserved message back to the consumer end of its queue, unrun: true once it is there. */
+  async unfetch(f: Fetched): Promise<boolean> {
+    return (await this.persist({ event: 'unfetch:failed', taskId: null, message: 'releasing a message failed; retrying' }, () => this.#o.broker.unfetch(f))) === true;
   }
 
   /**

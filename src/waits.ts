@@ -11,6 +11,7 @@
 import type { Redis } from 'ioredis';
 import type { Broker, Fetched, ListPair } from './broker.js';
 import type { Logger } from './logger.js';
+import type { Lease } from './recovery.js';
 
 /** Long enough to be idle, short enough that a wait left disarmed ends soon. */
 const BLOCK_SECONDS = 2;
@@ -22,6 +23,8 @@ export interface IdleWaitsOptions {
   /** Client name of the blocking connections. */
   connectionName: string;
   logger: Logger;
+  /** Waits run only while it is valid: a worker presumed dead must not move messages into its lists. */
+  lease: Lease;
   /** A wait brought `f`; `othersWaiting` waits are still out. */
   onMessage: (f: Fetched, othersWaiting: number) => void;
 }
@@ -85,7 +88,7 @@ export class IdleWaits {
   }
 
   async #wait(pair: ListPair, conn: Redis): Promise<void> {
-    while (this.#armed) {
+    while (this.#armed && this.#o.lease.valid) {
       let fetched: Fetched | null;
       try {
         fetched = await this.#o.broker.blockingMove(conn, pair, BLOCK_SECONDS);

@@ -115,6 +115,41 @@ test('a worker paused past its heartbeat is swept; resumed, it runs none of what
   }
 });
 
+test('a worker paused until a new process took its hostname exits on resume and leaves that process\'s messages alone', async () => {
+  await env.raw.flushall();
+  const hostname = `taken-over-${process.pid}@test`;
+  const ttl = ['--heartbeat-ttl', '2'];
+  const processing = `celeriac:processing:${hostname}:celery`;
+  const paused = await startWorker({ url: env.redis.url, hostname, concurrency: 1, args: ttl });
+  paused.child.kill('SIGSTOP');
+  let newcomer: Awaited<ReturnType<typeof startWorker>> | null = null;
+  try {
+    // Same hostname, same processing lists: it may start once the paused one's heartbeat has expired.
+    newcomer = await startWorker({ url: env.redis.url, hostname, concurrency: 1, args: [...ttl, '--prefetch-multiplier', '4'] });
+    const results = await env.client.sendMany(Array.from({ length: 4 }, () => ({ name: 'celery_app.tasks.sleep', args: [1] })));
+    const holder = newcomer;
+    await holder.waitFor(() => holder.events('task:received').length >= 4, 10_000, 'the newcomer to reserve 4 tasks');
+
+    paused.child.kill('SIGCONT');
+    await paused.waitFor((l) => l.event === 'shutdown:hostname-lost', 10_000, 'the resumed worker to see its hostname taken');
+    await paused.exited;
+    assert.ok((await env.raw.llen(processing)) >= 3, 'the newcomer\'s reserved messages are still in its processing list');
+    assert.equal(await env.raw.llen('celery'), 0, 'none was handed back to the queue');
+    assert.equal(await env.raw.sismember('celeriac:workers', hostname), 1, 'the newcomer is still listed for sweeps');
+
+    assert.deepEqual(await Promise.all(results.map((r) => r.get({ timeout: 20_000 }))), Array(4).fill(1));
+    await holder.waitFor(() => holder.events('task:succeeded').length >= 4, 5_000, 'the last success to be logged');
+    await new Promise((r) => setTimeout(r, 500));
+    const ran = holder.events('task:succeeded').map((l) => String(l.task_id));
+    assert.equal(new Set(ran).size, 4, `each ran once: ${ran.join(', ')}`);
+    assert.equal(paused.events('task:received').length, 0);
+  } finally {
+    paused.child.kill('SIGCONT');
+    await paused.kill();
+    await newcomer?.stop();
+  }
+});
+
 test('a message that kills its worker every time is dead-lettered after --max-recoveries, and its client gets WorkerLostError', async () => {
   await env.raw.flushall();
   const hostname = `poisoned-${process.pid}@test`;
