@@ -6,10 +6,11 @@
 //   /readyz   200 when Redis answers, the pool is up and the worker is not shutting down; 503 otherwise,
 //             with the failing checks in the JSON body.
 
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import type { WorkerMetrics } from './metrics.js';
+import type { Chunk } from './task-metrics.js';
 
 const LAG_LIMIT_MS = 5000;
 const LAG_WINDOW_MS = 10_000;
@@ -40,6 +41,28 @@ async function redisAnswers(redis: Redis): Promise<boolean> {
   }
 }
 
+/**
+ * Writes the chunks as they come, each released once the socket took it, pausing while the socket
+ * is full; stops early when the client goes away.
+ */
+async function writeChunks(res: ServerResponse, chunks: Iterable<Chunk>): Promise<void> {
+  let gone = false;
+  res.once('close', () => (gone = true));
+  for (const chunk of chunks) {
+    if (gone) break;
+    if (!res.write(chunk.bytes, () => chunk.release())) await new Promise<void>((resolve) => {
+      const go = (): void => {
+        res.off('drain', go);
+        res.off('close', go);
+        resolve();
+      };
+      res.on('drain', go);
+      res.on('close', go);
+    });
+  }
+  res.end();
+}
+
 export class HttpEndpoints {
   readonly #server: Server;
   readonly #ticker: NodeJS.Timeout;
@@ -68,13 +91,9 @@ export class HttpEndpoints {
       if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, 'text/plain', 'method not allowed\n');
       if (path === '/metrics') {
         metrics.metrics().then(
-          ({ chunks, release }) => {
-            res.on('close', release);
+          (chunks) => {
             res.writeHead(200, { 'content-type': metrics.contentType });
-            // Corked: the chunks leave in one write.
-            res.cork();
-            for (const chunk of chunks) res.write(chunk);
-            res.end();
+            void writeChunks(res, chunks);
           },
           (err: unknown) => reply(500, 'text/plain', `metrics failed: ${String(err)}\n`),
         );

@@ -8,7 +8,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Redis } from 'ioredis';
 import type { EventBus } from './events.js';
 import { DEAD_LETTER_KEY, ETA_KEY, queueLists } from './keys.js';
-import { bump, TaskMetrics } from './task-metrics.js';
+import { bump, TaskMetrics, type Chunk } from './task-metrics.js';
 
 /** From 1 ms tasks to 10 minute tasks. */
 export const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -168,14 +168,16 @@ export class WorkerMetrics {
   }
 
   /**
-   * The whole scrape: prom-client's families, then the per-task ones, as chunks to write one after
-   * the other (joining megabytes into one buffer cost more than producing them); `release` once
-   * they are written.
+   * The whole scrape: prom-client's families, then the per-task ones, in chunks to write out as they
+   * come (see TaskMetrics.exposition), each released once written.
    */
-  async metrics(): Promise<{ chunks: Buffer[]; release: () => void }> {
+  async metrics(): Promise<Iterable<Chunk>> {
     const head = Buffer.from(`${await this.registry.metrics()}\n`);
-    const tasks = this.#tasks.exposition();
-    return { chunks: [head, ...tasks.chunks], release: tasks.release };
+    const tasks = this.#tasks;
+    return (function* () {
+      yield { bytes: head, release: () => undefined };
+      yield* tasks.exposition();
+    })();
   }
 
   get contentType(): string {
