@@ -11,7 +11,7 @@ import { DEFAULT_BROKER_URL } from './config.js';
 import { ConfigError } from './errors.js';
 import { EventBus } from './events.js';
 import { bindingKey, bindingMember } from './keys.js';
-import { encode, type Encoded } from './protocol.js';
+import { encode, PROTOCOL_HEADERS, type Encoded } from './protocol.js';
 import { AsyncResult, ResultListener } from './results.js';
 
 export interface SendOptions {
@@ -190,6 +190,8 @@ export function encodeCall(call: TaskCall, routing: { routes: Readonly<Record<st
   if (o.priority !== undefined && !(Number.isInteger(o.priority) && o.priority >= 0 && o.priority <= 9)) {
     throw new ConfigError('priority', `expected an integer from 0 to 9, got ${String(o.priority)}`);
   }
+  const taken = Object.keys(o.headers ?? {}).filter((k) => PROTOCOL_HEADERS.has(k));
+  if (taken.length > 0) throw new ConfigError('headers', `${taken.join(', ')}: set by the protocol (use the matching option instead)`);
   const msg = encode({
     task: call.name,
     args: call.args ?? [],

@@ -129,6 +129,49 @@ test('our encoding decodes to what was sent, in the list kombu would use', () =>
   assert.deepEqual(Object.keys(envelope), ['body', 'content-encoding', 'content-type', 'headers', 'properties']);
 });
 
+test('the envelope is the JSON Celery writes, whatever the task name, queue and extra headers hold', () => {
+  const e = encode({
+    task: 'odd "name" \\ ü',
+    args: ['a\nb'],
+    kwargs: { k: 1 },
+    queue: 'q "1"',
+    id: 'id "x"',
+    parentId: 'p',
+    group: 'g',
+    retries: 2,
+    ignoreResult: true,
+    headers: { 'x-nested': { a: [1, null] }, 'x-gone': undefined, 'x-quote': 'say "hi"' },
+    sentAt: 5,
+  });
+  const env = JSON.parse(e.raw) as Record<string, any>;
+  assert.equal(typeof env.properties.delivery_tag, 'string');
+  assert.equal(env.properties.reply_to.length, 36);
+  delete env.properties.delivery_tag;
+  delete env.properties.reply_to;
+  assert.deepEqual(env, {
+    body: Buffer.from(JSON.stringify([['a\nb'], { k: 1 }, { callbacks: null, errbacks: null, chain: null, chord: null }])).toString('base64'),
+    'content-encoding': 'utf-8',
+    'content-type': 'application/json',
+    headers: {
+      lang: 'js', task: 'odd "name" \\ ü', id: 'id "x"', shadow: null, eta: null, expires: null, group: 'g', group_index: null, retries: 2,
+      timelimit: [null, null], root_id: 'id "x"', parent_id: 'p', argsrepr: "('a\nb',)", kwargsrepr: "{'k': 1}", origin: env.headers.origin,
+      ignore_result: true, 'x-nested': { a: [1, null] }, 'x-quote': 'say "hi"', celeriac_sent: 5,
+    },
+    properties: { correlation_id: 'id "x"', delivery_mode: 2, delivery_info: { exchange: '', routing_key: 'q "1"' }, priority: 0, body_encoding: 'base64' },
+  });
+  assert.match(env.headers.origin, /^gen\d+@/);
+});
+
+test('extra headers may not repeat the protocol\'s own: the client refuses them by name', async () => {
+  const { createClient } = await import('../src/index.js');
+  const client = createClient({ brokerUrl: 'redis://127.0.0.1:1' });
+  try {
+    await assert.rejects(client.send('t.x', [], {}, { headers: { retries: 3, eta: 'x', ok: 1 } }), /headers: retries, eta: set by the protocol/);
+  } finally {
+    await client.close();
+  }
+});
+
 function rejects(raw: string, code: string, reason: RegExp, id: string | null = null): void {
   assert.throws(
     () => decode(raw, { maxBytes: 4096 }),
