@@ -405,14 +405,15 @@ export function encode(input: EncodeInput): Encoded {
   const id = input.id ?? randomUUID();
   const priority = input.priority ?? 0;
   const body = stringifyJson([input.args, input.kwargs, input.embed ?? NO_EMBED]);
+  const idJson = jsonText(id);
   let headers =
-    `{"lang":"js","task":${jsonText(input.task)},"id":${jsonText(id)},"shadow":null,` +
+    `{"lang":"js","task":${jsonText(input.task)},"id":${idJson},"shadow":null,` +
     `"eta":${jsonText(input.eta == null ? null : formatIsoTime(input.eta))},"expires":${jsonText(input.expires == null ? null : formatIsoTime(input.expires))},` +
     `"group":${jsonText(input.group ?? null)},"group_index":null,"retries":${input.retries ?? 0},"timelimit":${stringifyJson(input.timeLimit ?? [null, null])},` +
-    `"root_id":${jsonText(input.rootId ?? id)},"parent_id":${jsonText(input.parentId ?? null)},` +
+    `"root_id":${input.rootId == null ? idJson : jsonText(input.rootId)},"parent_id":${jsonText(input.parentId ?? null)},` +
     `"argsrepr":${jsonText(pyRepr(input.args, '(', ')'))},"kwargsrepr":${jsonText(pyRepr(input.kwargs))},"origin":${ORIGIN_JSON},"ignore_result":${input.ignoreResult === true}`;
+  // encodeCall, the edge, refuses extra headers that repeat PROTOCOL_HEADERS.
   for (const [key, value] of Object.entries(input.headers ?? {})) {
-    if (PROTOCOL_HEADERS.has(key)) throw new TypeError(`header ${key} is set by the protocol`);
     // As JSON.stringify leaves out of an object the values JSON cannot hold (undefined, functions).
     const text = stringifyJson(value) as string | undefined;
     if (text !== undefined) headers += `,${JSON.stringify(key)}:${text}`;
@@ -420,7 +421,7 @@ export function encode(input: EncodeInput): Encoded {
   if (input.sentAt !== undefined) headers += `,"celeriac_sent":${input.sentAt}`;
   const raw =
     `{"body":"${Buffer.from(body, 'utf8').toString('base64')}","content-encoding":"utf-8","content-type":"application/json","headers":${headers}},` +
-    `"properties":{"correlation_id":${jsonText(id)},"reply_to":"${REPLY_TO}","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":${jsonText(input.queue)}},` +
+    `"properties":{"correlation_id":${idJson},"reply_to":"${REPLY_TO}","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":${jsonText(input.queue)}},` +
     `"priority":${priority},"body_encoding":"base64","delivery_tag":"${randomUUID()}"}}`;
   return { id, task: input.task, list: queueList(input.queue, priority), raw };
 }
