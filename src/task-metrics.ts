@@ -3,7 +3,8 @@
 //
 // Why not prom-client's own Counter and Histogram here: each inc() or observe() hashes its label values
 // into a key, and a task updates six series. Measured on the no-op drain: 18 % fewer tasks per second
-// with them. Here an event finds its cells with one Map lookup and adds to numbers. And why not hand
+// with them. Here an event finds its cells with two Map lookups (name, then queue: a joined key string
+// made each event cost 0.8 µs instead of 0.16) and adds to numbers. And why not hand
 // the cells to prom-client's registry to format: it escapes and joins the labels of every line again,
 // 433 ms a scrape with 1,000 task names on 50 queues (66,000 lines) against the 50 ms allowed; strings
 // built per line and encoded per series still took 60-250 ms. Here the bytes around each value are
@@ -173,7 +174,10 @@ class LineWriter {
  * (7.6 MB) without building a string for any of them.
  */
 export class TaskMetrics {
-  readonly #cells = new Map<string, TaskCells>();
+  /** By task name, then queue. */
+  readonly #cells = new Map<string, Map<string, TaskCells>>();
+  /** The same cells in the order they appeared, the order of the exposition. */
+  readonly #all: TaskCells[] = [];
   readonly #families: Family[] = [];
   readonly #hostname: string;
   readonly #bounds: readonly number[];
@@ -192,11 +196,13 @@ export class TaskMetrics {
 
   /** The cells to update for one event of (task name, queue). */
   touch(name: string, queue: string): TaskCells {
-    const key = `${name}\u0000${queue}`;
-    let c = this.#cells.get(key);
+    let byQueue = this.#cells.get(name);
+    if (!byQueue) this.#cells.set(name, (byQueue = new Map()));
+    let c = byQueue.get(queue);
     if (!c) {
       c = new TaskCells(Buffer.from(`name="${escapeLabel(name)}",hostname="${escapeLabel(this.#hostname)}",queue_name="${escapeLabel(queue)}"`), this.#bounds);
-      this.#cells.set(key, c);
+      byQueue.set(queue, c);
+      this.#all.push(c);
     }
     return c;
   }
@@ -234,7 +240,7 @@ export class TaskMetrics {
     const w = new LineWriter(this.#spare);
     for (const f of this.#families) {
       w.raw(Buffer.from(`# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.kind === 'histogram' ? 'histogram' : 'counter'}\n`));
-      for (const c of this.#cells.values()) {
+      for (const c of this.#all) {
         if (f.kind === 'labelled') {
           for (const [k, v] of f.read(c)) {
             let tail = f.tails.get(k);
