@@ -20,6 +20,9 @@ test('big integers from Python become exact bigints; everything else is as JSON.
   assert.deepEqual(parseJson('{"s": "12345678901234567890"}'), { s: '12345678901234567890' });
   assert.deepEqual(parseJson('[12345678901234567890, "a\\"b\\\\c\\n\\ud83d\\ude00", {"__proto__": 1}]'), [12345678901234567890n, 'a"b\\c\n😀', JSON.parse('{"__proto__": 1}')]);
   assert.equal(Object.getPrototypeOf(parseJson('{"__proto__": {"x": 1}, "n": 12345678901234567890}')), Object.prototype);
+  // Found at any depth, in arrays and objects; a large float stays a number.
+  assert.deepEqual(parseJson('{"a": [1, {"b": [2, {"c": -1152921504606846976}]}], "d": 1e300}'), { a: [1, { b: [2, { c: -(2n ** 60n) }] }], d: 1e300 });
+  assert.deepEqual(parseJson('[[[[1.5e20]]], "x"]'), [[[[1.5e20]]], 'x']);
 });
 
 test('invalid JSON is a SyntaxError on both paths', () => {
