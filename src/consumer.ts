@@ -504,7 +504,7 @@ export class Consumer {
     const limit = batch[0]?.hardLimit ?? null;
     const timer = limit === null ? null : setTimeout(() => controller.abort('time_limit' satisfies AbortReason), limit * 1000);
     const outcomes = await this.#pool.runBatch(
-      batch.map((r) => ({ raw: r.msg.raw, ignoreResult: r.ignoreResult })),
+      batch.map(({ msg, ignoreResult }) => ({ raw: msg.raw, body: msg.body, id: msg.id, task: msg.task, retries: msg.retries, softTimeLimit: msg.timeLimit[1], ignoreResult })),
       controller.signal,
     );
     if (timer) clearTimeout(timer);

@@ -24,6 +24,8 @@ export interface TaskMessage {
   /** The message exactly as it sits in Redis: the key used to ack, defer or dead-letter it. */
   readonly raw: string;
   readonly protocol: 1 | 2;
+  /** Protocol 2: the decoded body's JSON text (`[args, kwargs, embed]`), which a pool thread parses. */
+  readonly body: string | null;
   readonly id: string;
   readonly task: string;
   readonly args: readonly unknown[];
@@ -242,7 +244,7 @@ export function decode(raw: string, options: DecodeOptions): TaskMessage {
 
   // Our own stamps live in the envelope headers of either protocol; Python ignores them.
   const stamps = { sentAt: epochMs(headers.celeriac_sent), rateSlot: epochMs(headers.celeriac_rate_slot) };
-  if (typeof headers.task === 'string') return decodeV2(raw, headers, body, ids, priority, routingKey, stamps);
+  if (typeof headers.task === 'string') return decodeV2(raw, bodyText, headers, body, ids, priority, routingKey, stamps);
   if (isObj(body) && 'task' in body) return decodeV1(raw, body, ids, priority, routingKey, stamps);
   throw new ProtocolError('E_PROTOCOL', 'neither a protocol v2 message (headers.task) nor a v1 body (body.task)', ids);
 }
@@ -272,6 +274,7 @@ function decodeBody(env: Fields, props: Fields): string {
 
 function decodeV2(
   raw: string,
+  bodyText: string,
   headers: Obj,
   body: unknown,
   ids: { taskId: string | null; taskName: string | null },
@@ -287,6 +290,7 @@ function decodeV2(
   return Object.freeze({
     raw,
     protocol: 2,
+    body: bodyText,
     id: h.string('id'),
     task: h.string('task'),
     args: b.array('args'),
@@ -327,6 +331,7 @@ function decodeV1(
   return Object.freeze({
     raw,
     protocol: 1,
+    body: null,
     id: f.string('id'),
     task: f.string('task'),
     args: body.args === undefined || body.args === null ? [] : f.array('args'),

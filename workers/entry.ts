@@ -4,7 +4,7 @@
 // Piscina would lose the error's class and fields.
 
 import { workerData } from 'node:worker_threads';
-import { stringifyJson } from '../src/json.js';
+import { parseJson, stringifyJson } from '../src/json.js';
 import { decode } from '../src/protocol.js';
 import { allTasks, autoretries, autoretryCountdown, bindArguments, getTask, Retry, SoftTimeLimitExceeded, type RetryOptions, type TaskDefinition, type TaskRequest } from './registry.js';
 import { TaskProgress, type BatchItem, type BatchResult, type ExceptionData, type Manifest, type Outcome, type PoolRequest, type RequestData, type ThreadConfig } from './types.js';
@@ -56,26 +56,42 @@ function encodeValue(value: unknown): string {
   return json;
 }
 
-async function run(data: RequestData): Promise<Outcome> {
+/** What a run needs of its message besides `self.request`. */
+interface Call {
+  id: string;
+  retries: number;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+}
+
+/** A protocol 2 message's call: its body is `[args, kwargs, embed]`, validated by the supervisor. */
+function callOf(item: BatchItem): Call {
+  const [args, kwargs] = parseJson(item.body as string) as [unknown[], Record<string, unknown>];
+  return { id: item.id, retries: item.retries, args, kwargs };
+}
+
+async function run(item: BatchItem): Promise<Outcome> {
   const started = performance.now();
   const elapsed = (): number => performance.now() - started;
-  const def = getTask(data.task);
+  const def = getTask(item.task);
   if (!def) {
-    return { ok: false, runtimeMs: 0, exc: { excType: 'NotRegistered', excModule: 'celery.exceptions', excMessage: data.task, traceback: null } };
+    return { ok: false, runtimeMs: 0, exc: { excType: 'NotRegistered', excModule: 'celery.exceptions', excMessage: item.task, traceback: null } };
   }
+  // Only a bound task reads `self.request`, the one reason to decode the whole message again.
+  const request = def.options.bind || item.body === null ? requestOf(item.raw, item.ignoreResult) : null;
+  const data: Call = request ?? callOf(item);
   let value: unknown;
   // Celery's order: the message's limit, then the task's, then the worker's.
-  const soft = data.timeLimit[1] ?? def.options.softTimeLimit ?? config.softTimeLimit;
+  const soft = item.softTimeLimit ?? def.options.softTimeLimit ?? config.softTimeLimit;
   const controller = new AbortController();
   const timer = soft === null ? null : setTimeout(() => controller.abort(new SoftTimeLimitExceeded(soft)), soft * 1000);
   try {
     const args = bindArguments(def, data.args, data.kwargs);
     if (def.options.bind) {
-      const request: TaskRequest = Object.freeze(data);
       const retry = (options: RetryOptions = {}): never => {
         throw new Retry(options);
       };
-      value = await def.fn({ name: def.name, request, signal: controller.signal, retry }, ...args);
+      value = await def.fn({ name: def.name, request: Object.freeze(request as RequestData) as TaskRequest, signal: controller.signal, retry }, ...args);
     } else {
       value = await def.fn(...args);
     }
@@ -91,7 +107,7 @@ async function run(data: RequestData): Promise<Outcome> {
   } finally {
     if (timer) clearTimeout(timer);
   }
-  if (data.ignoreResult || def.options.ignoreResult) return { ok: true, json: null, runtimeMs: elapsed() };
+  if (item.ignoreResult || def.options.ignoreResult) return { ok: true, json: null, runtimeMs: elapsed() };
   try {
     return { ok: true, json: encodeValue(value), runtimeMs: elapsed() };
   } catch (err) {
@@ -102,7 +118,7 @@ async function run(data: RequestData): Promise<Outcome> {
 }
 
 /** Celery's retry: again later (same id, retries + 1), or past maxRetries, FAILURE with the reason. */
-function retryOutcome(def: TaskDefinition, data: RequestData, o: RetryOptions, runtimeMs: number): Outcome {
+function retryOutcome(def: TaskDefinition, data: Call, o: RetryOptions, runtimeMs: number): Outcome {
   const max = o.maxRetries === undefined ? def.options.maxRetries : o.maxRetries;
   if (max !== null && data.retries >= max) {
     if (o.exc !== undefined) return { ok: false, runtimeMs, exc: exceptionOf(o.exc) };
@@ -148,7 +164,7 @@ async function runBatch(items: readonly BatchItem[], progressAt: number): Promis
   for (let i = 0; i < items.length; i++) {
     const item = items[i] as BatchItem;
     Atomics.store(progress, progressAt + i, TaskProgress.Running);
-    outcomes.push(await run(requestOf(item.raw, item.ignoreResult)));
+    outcomes.push(await run(item));
     Atomics.store(progress, progressAt + i, TaskProgress.Finished);
   }
   tasksRun += items.length;

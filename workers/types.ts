@@ -24,11 +24,19 @@ export interface RequestData {
 }
 
 /**
- * A task travels as the raw message string the supervisor already validated (cloning one string is a
- * copy; cloning the decoded request walks every field); the thread decodes it again.
+ * A task travels as strings and numbers the supervisor has already validated: cloning a string is a
+ * copy, while cloning the decoded request walks every field. The thread parses only `body` (a few
+ * bytes for most tasks) and decodes the whole raw message again only to build `self.request`.
  */
 export interface BatchItem {
   raw: string;
+  /** The body's JSON text, `[args, kwargs, embed]`; null (protocol 1): the thread decodes `raw`. */
+  body: string | null;
+  id: string;
+  task: string;
+  retries: number;
+  /** The message's own soft time limit, seconds (Celery's `timelimit[1]`). */
+  softTimeLimit: number | null;
   ignoreResult: boolean;
 }
 
