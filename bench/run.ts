@@ -153,7 +153,7 @@ const entries: Entry[] = [];
 const warnings: string[] = [];
 const failures: { scenario: string; error: string }[] = [];
 
-const SYSTEM_NAME: Record<System, string> = { celeriac: 'celeriac', bullmq: 'BullMQ', celery: 'Python Celery', redis: 'redis-benchmark' };
+const SYSTEM_NAME: Record<System, string> = { celeriac: 'celeriac', bullmq: 'BullMQ', celery: 'Python Celery', redis: 'Redis' };
 
 let lastMark = performance.now();
 
@@ -212,6 +212,7 @@ const FIGURE_FORMAT: Record<string, (v: number) => string> = {
   set: (v) => `SET ${fmtInt(v)}/s`,
   lpush: (v) => `LPUSH ${fmtInt(v)}/s`,
   rpop: (v) => `RPOP ${fmtInt(v)}/s`,
+  round_trips_per_s: (v) => `${fmtInt(v)} round trips/s`,
 };
 function formatFigures(f: Figures): string {
   return Object.entries(f)
@@ -570,6 +571,8 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
     const warm = Math.max(50, N.enqueue / 4);
     const warmBulk = Math.max(1000, Math.round(N.bulk / 4000) * 1000);
     const batch = (i: number): number[] => Array.from({ length: 1000 }, (_, j) => i + j);
+    // The floor of an awaited send, measured next to it: the machine's speed moves from minute to minute.
+    record('enqueue', 'redis', 'raw socket, one LPUSH at a time (the floor)', await repeat(REPS, () => sequentialLpush(N.enqueue)));
     record('enqueue', 'celeriac', 'send (awaited, one by one)', await repeat(REPS, async () => {
       await flush();
       return withClient((client) => timedSends(N.enqueue, warm, 1, (i) => client.send(NOOP, [i, 1])));
@@ -840,10 +843,44 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
       const out = run('redis-benchmark', ['-p', String(port), '-q', '-t', 'lpush,rpop,set', '-n', String(N.floor), '-P', String(pipe)], 300_000);
       const figures: Figures = {};
       for (const m of out.matchAll(/([A-Z]+)[^:\n]*:\s*([\d.]+) requests per second/g)) figures[(m[1] as string).toLowerCase()] = Number(m[2]);
-      record('floor', 'redis', `-P ${pipe}`, figures);
+      record('floor', 'redis', `redis-benchmark -P ${pipe}`, figures);
     }
   },
 };
+
+/**
+ * The floor of an awaited send: one connection, one LPUSH of a task-sized message at a time, on a raw
+ * socket that does nothing else (no client library, no encoding). redis-benchmark runs 50 clients.
+ */
+async function sequentialLpush(n: number): Promise<Figures> {
+  const socket = connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  await flush();
+  const value = 'x'.repeat(840);
+  const command = Buffer.from(`*3\r\n$5\r\nLPUSH\r\n$11\r\nbench-floor\r\n$${value.length}\r\n${value}\r\n`);
+  let answered: (() => void) | null = null;
+  // Each reply (`:n\r\n`) arrives whole: only one command is ever out.
+  socket.on('data', () => answered?.());
+  const once = (): Promise<void> =>
+    new Promise((resolve) => {
+      answered = resolve;
+      socket.write(command);
+    });
+  try {
+    for (let i = 0; i < Math.min(1000, n); i++) await once();
+    const lat: number[] = [];
+    const t = performance.now();
+    for (let i = 0; i < n; i++) {
+      const s = performance.now();
+      await once();
+      lat.push(performance.now() - s);
+    }
+    return { round_trips_per_s: n / ((performance.now() - t) / 1000), p50_ms: percentile(lat, 0.5), p99_ms: percentile(lat, 0.99) };
+  } finally {
+    socket.destroy();
+  }
+}
 
 function bestCeleriacDrain(): [number, number] {
   const best = bestEntry('drain', 'celeriac', 'jobs_per_s', 'max');
@@ -896,6 +933,10 @@ function ratios(): Ratio[] {
   add('enqueue_awaited_vs_bullmq', 'enqueue, awaited one by one', '', 'bullmq', sendOne, 'jobs_per_s', find('enqueue', 'bullmq', 'add '), 'jobs_per_s', { op: '>=', value: 2 });
   add('enqueue_awaited_vs_celery', 'enqueue, awaited one by one', '', 'celery', sendOne, 'jobs_per_s', find('enqueue', 'celery', 'apply_async'), 'jobs_per_s');
   add('enqueue_bulk_vs_bullmq', 'enqueue, bulk (1000)', '', 'bullmq', sendBulk, 'jobs_per_s', find('enqueue', 'bullmq', 'addBulk'), 'jobs_per_s', { op: '>=', value: 3 });
+  // An awaited send is one round trip: how near the raw floor it is, and the most it could be vs BullMQ.
+  const floorRtt = find('enqueue', 'redis', 'raw socket');
+  add('enqueue_awaited_vs_floor', 'awaited send vs raw-socket LPUSH floor', '', 'none', sendOne, 'jobs_per_s', floorRtt, 'round_trips_per_s');
+  add('enqueue_floor_vs_bullmq', 'raw-socket LPUSH floor vs BullMQ add', '', 'none', floorRtt, 'round_trips_per_s', find('enqueue', 'bullmq', 'add '), 'jobs_per_s');
 
   const drain = bestEntry('drain', 'celeriac', 'jobs_per_s', 'max');
   const bullDrainBest = bestEntry('drain', 'bullmq', 'jobs_per_s', 'max');
