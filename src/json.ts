@@ -30,8 +30,10 @@ function mayHaveLostDigits(root: unknown): boolean {
     if (Array.isArray(o)) {
       for (let i = 0; i < o.length; i++) if (visit(o[i])) return true;
     } else {
-      // for-in, not Object.values: no array per object (JSON.parse objects have own keys only).
-      for (const k in o) if (visit((o as Record<string, unknown>)[k])) return true;
+      // Own values only: for-in would also visit what someone made enumerable on Object.prototype,
+      // and an object there inherits itself, so the walk would never end.
+      const values = Object.values(o);
+      for (let i = 0; i < values.length; i++) if (visit(values[i])) return true;
     }
   }
   return false;

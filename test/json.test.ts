@@ -25,6 +25,17 @@ test('big integers from Python become exact bigints; everything else is as JSON.
   assert.deepEqual(parseJson('[[[[1.5e20]]], "x"]'), [[[[1.5e20]]], 'x']);
 });
 
+test('what someone made enumerable on Object.prototype is not walked as if it were in the document', () => {
+  // Walked, this number would send the document to the lossless parser, which refuses 600 levels.
+  Object.defineProperty(Object.prototype, 'polluted', { value: 2 ** 60, enumerable: true, configurable: true });
+  try {
+    const deep = `${'['.repeat(600)}{"a": 1}${']'.repeat(600)}`;
+    assert.deepEqual(parseJson(deep), JSON.parse(deep));
+  } finally {
+    delete (Object.prototype as Record<string, unknown>).polluted;
+  }
+});
+
 test('invalid JSON is a SyntaxError on both paths', () => {
   const bad = ['', '[', '[1,]', '{"a" 1}', "{'a': 1}", 'NaN', '01', '[1] x', '"abc', '"a\u0001b"', '{"a":1,}', '-', '1.', '.5', 'tru', '[1 2]', '{"a":}', '"\\x"'];
   for (const text of bad) {

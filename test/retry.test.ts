@@ -54,6 +54,22 @@ test('automatic retries back off exponentially and end with the original error a
   }
 });
 
+test('past max retries, a retry without an exception fails with MaxRetriesExceededError naming the arguments, big integers included', async () => {
+  const worker = await startWorker({ url: env.redis.url, app: FAULTS });
+  try {
+    const r = await env.client.send('faults.retry_refused', [2n ** 70n], { tag: 'x' });
+    const err = await r.get({ timeout: 10_000 }).then(
+      () => assert.fail('it succeeded'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof TaskFailedError);
+    assert.equal(err.name, 'MaxRetriesExceededError');
+    assert.equal(err.message, `Can't retry faults.retry_refused[${r.id}] args:[1180591620717411303424] kwargs:{"tag":"x"}`);
+  } finally {
+    await worker.stop();
+  }
+});
+
 test('backoff doubles up to retryBackoffMax; jitter draws from 0 to it; maxRetries null retries past 3', async () => {
   const plain = defineTask('test.retry.plain', { retryBackoff: 1, retryBackoffMax: 5, retryJitter: false }, () => 1);
   assert.deepEqual([0, 1, 2, 3, 4].map((n) => autoretryCountdown(plain, n)), [1, 2, 4, 5, 5]);

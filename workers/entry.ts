@@ -122,7 +122,7 @@ function retryOutcome(def: TaskDefinition, data: Call, o: RetryOptions, runtimeM
   const max = o.maxRetries === undefined ? def.options.maxRetries : o.maxRetries;
   if (max !== null && data.retries >= max) {
     if (o.exc !== undefined) return { ok: false, runtimeMs, exc: exceptionOf(o.exc) };
-    const message = `Can't retry ${def.name}[${data.id}] args:${JSON.stringify(data.args)} kwargs:${JSON.stringify(data.kwargs)}`;
+    const message = `Can't retry ${def.name}[${data.id}] args:${stringifyJson(data.args)} kwargs:${stringifyJson(data.kwargs)}`;
     return { ok: false, runtimeMs, exc: { excType: 'MaxRetriesExceededError', excModule: 'celery.exceptions', excMessage: message, traceback: null } };
   }
   const eta = o.eta instanceof Date ? o.eta.getTime() : o.eta;
