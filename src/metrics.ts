@@ -36,6 +36,43 @@ export interface WorkerMetricsOptions {
 
 const TASK_LABELS = ['name', 'hostname', 'queue_name'] as const;
 
+/** The per-task families, one TaskMetrics each call (the worker's own, and the warm-up's). */
+function taskMetrics(hostname: string): TaskMetrics {
+  const tasks = new TaskMetrics(hostname, SECONDS_BUCKETS);
+  tasks.counter('celery_task_received_total', 'Tasks received by this worker', (c) => c.received);
+  tasks.counter('celery_task_started_total', 'Tasks started on a pool thread', (c) => c.started);
+  tasks.counter('celery_task_succeeded_total', 'Tasks that succeeded (result stored)', (c) => c.succeeded);
+  tasks.labelledCounter('celery_task_failed_total', 'Tasks that failed (FAILURE stored)', 'exception', (c) => c.failed);
+  tasks.labelledCounter('celery_task_rejected_total', 'Messages dead-lettered, by reason code', 'reason', (c) => c.rejected);
+  tasks.counter('celery_task_retried_total', 'Task runs that asked to run again (retry)', (c) => c.retried);
+  tasks.counter('celery_task_revoked_total', 'Tasks revoked instead of run (expired)', (c) => c.revoked);
+  tasks.counter('celeriac_task_deferred_total', 'Messages parked in the ETA set until due', (c) => c.deferred);
+  tasks.histogram('celery_task_runtime', 'Task run time on the pool thread, seconds', (c) => c.runtime);
+  tasks.histogram('celery_task_queue_wait_time', 'Enqueued (or due) until started, seconds', (c) => c.queueWait);
+  tasks.histogram('celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds', (c) => c.latency);
+  return tasks;
+}
+
+const WARM_SERIES = 300;
+
+/**
+ * Writes the exposition of made-up series three times, then drops them, so that the first real scrape
+ * with many series runs compiled code rather than the interpreter. With 1,000 task names on 50 queues,
+ * the max of the first five scrapes after all series changed went from 47.7 to 37.9 ms (medians of 12
+ * interleaved bench runs), their p50 from 25.2 to 21.0 ms.
+ */
+function warmUp(hostname: string): void {
+  const t = taskMetrics(hostname);
+  for (let i = 0; i < WARM_SERIES; i++) {
+    const c = t.touch(`warm${i}`, 'warm');
+    c.received = c.started = c.succeeded = c.retried = c.revoked = c.deferred = 1 + i * 1000;
+    bump(c.failed, 'Error');
+    bump(c.rejected, 'E_PROTOCOL');
+    for (const h of [c.runtime, c.queueWait, c.latency]) for (const v of [0.0005, 0.003, 0.2, 7, 1000]) h.observe(v);
+  }
+  for (let k = 0; k < 3; k++) for (const chunk of t.exposition()) chunk.release();
+}
+
 export class WorkerMetrics {
   readonly registry = new Registry();
   readonly #tasks: TaskMetrics;
@@ -44,18 +81,8 @@ export class WorkerMetrics {
     const r = [this.registry];
     const h = o.hostname;
     // Per task: plain numbers on the hot path, labelled at scrape time (task-metrics.ts).
-    const tasks = (this.#tasks = new TaskMetrics(h, SECONDS_BUCKETS));
-    tasks.counter('celery_task_received_total', 'Tasks received by this worker', (c) => c.received);
-    tasks.counter('celery_task_started_total', 'Tasks started on a pool thread', (c) => c.started);
-    tasks.counter('celery_task_succeeded_total', 'Tasks that succeeded (result stored)', (c) => c.succeeded);
-    tasks.labelledCounter('celery_task_failed_total', 'Tasks that failed (FAILURE stored)', 'exception', (c) => c.failed);
-    tasks.labelledCounter('celery_task_rejected_total', 'Messages dead-lettered, by reason code', 'reason', (c) => c.rejected);
-    tasks.counter('celery_task_retried_total', 'Task runs that asked to run again (retry)', (c) => c.retried);
-    tasks.counter('celery_task_revoked_total', 'Tasks revoked instead of run (expired)', (c) => c.revoked);
-    tasks.counter('celeriac_task_deferred_total', 'Messages parked in the ETA set until due', (c) => c.deferred);
-    tasks.histogram('celery_task_runtime', 'Task run time on the pool thread, seconds', (c) => c.runtime);
-    tasks.histogram('celery_task_queue_wait_time', 'Enqueued (or due) until started, seconds', (c) => c.queueWait);
-    tasks.histogram('celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds', (c) => c.latency);
+    const tasks = (this.#tasks = taskMetrics(h));
+    warmUp(h);
 
     const restarts = new Counter({ name: 'celeriac_pool_thread_restarts_total', help: 'Pool threads replaced, by reason', labelNames: ['hostname', 'reason'], registers: r });
     const recovered = new Counter({ name: 'celeriac_recovered_messages_total', help: 'Messages handed back to their queues from a dead run of a worker', labelNames: ['hostname'], registers: r });
