@@ -97,7 +97,7 @@ test('--max-tasks-per-thread replaces a thread after its share of tasks, and say
   try {
     const threads: number[] = [];
     for (let i = 0; i < 6; i++) threads.push((await (await env.client.send('faults.thread_id', [])).get({ timeout: 10_000 })) as number);
-    assert.deepEqual([threads[0] === threads[1], threads[2] === threads[3], threads[4] === threads[5]], [true, true, true]);
+    assert.deepEqual([threads[0] === threads[1], threads[2] === threads[3], threads[4] === threads[5]], [true, true, true], `two tasks a thread: ${threads.join(',')}; ${worker.lines.filter((l) => l.event === 'pool:thread-restart').map((l) => String(l.reason)).join(',')}`);
     assert.equal(new Set(threads).size, 3, `three threads, two tasks each: ${threads.join(',')}`);
     await worker.waitFor(() => worker.lines.filter((l) => l.event === 'pool:thread-restart' && l.reason === 'recycle').length === 3, 5000, 'three recycle lines');
     await stillWorks(worker);
