@@ -176,8 +176,6 @@ class LineWriter {
 export class TaskMetrics {
   /** By task name, then queue. */
   readonly #cells = new Map<string, Map<string, TaskCells>>();
-  /** The same cells in the order they appeared, the order of the exposition. */
-  readonly #all: TaskCells[] = [];
   readonly #families: Family[] = [];
   readonly #hostname: string;
   readonly #bounds: readonly number[];
@@ -202,7 +200,6 @@ export class TaskMetrics {
     if (!c) {
       c = new TaskCells(Buffer.from(`name="${escapeLabel(name)}",hostname="${escapeLabel(this.#hostname)}",queue_name="${escapeLabel(queue)}"`), this.#bounds);
       byQueue.set(queue, c);
-      this.#all.push(c);
     }
     return c;
   }
@@ -240,7 +237,7 @@ export class TaskMetrics {
     const w = new LineWriter(this.#spare);
     for (const f of this.#families) {
       w.raw(Buffer.from(`# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.kind === 'histogram' ? 'histogram' : 'counter'}\n`));
-      for (const c of this.#all) {
+      for (const byQueue of this.#cells.values()) for (const c of byQueue.values()) {
         if (f.kind === 'labelled') {
           for (const [k, v] of f.read(c)) {
             let tail = f.tails.get(k);
