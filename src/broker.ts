@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { closeRedis, connect } from './connection.js';
 import type { EventBus } from './events.js';
-import { DEAD_LETTER_KEY, ETA_KEY, WORKERS_KEY, heartbeatKey, processingIndex, processingPrefix, rateKey, resultKey } from './keys.js';
+import { DEAD_LETTER_KEY, ETA_KEY, PRIORITY_STEPS, WORKERS_KEY, heartbeatKey, processingIndex, processingPrefix, queueLists, rateKey, resultKey } from './keys.js';
 
 const script = (name: string): string =>
   readFileSync(new URL(`../../src/lua/${name}.lua`, import.meta.url), 'utf8');
@@ -53,6 +53,14 @@ interface Scripts {
   promote(...keysAndArgs: (string | number)[]): Promise<number>;
   claim(...keysAndArgs: (string | number)[]): Promise<number>;
   recover(...keysAndArgs: (string | number)[]): Promise<(number | string)[]>;
+  backlog(...keysAndArgs: (string | number)[]): Promise<number[]>;
+}
+
+/** What waits in Redis: per queue (priority sub-lists summed), for an ETA, and dead-lettered. */
+export interface Backlog {
+  readonly queues: readonly number[];
+  readonly eta: number;
+  readonly deadLetters: number;
 }
 
 type ScriptedRedis = Redis & Scripts;
@@ -86,6 +94,7 @@ export class Broker {
     this.#cmd.defineCommand('promote', { lua: script('promote') });
     this.#cmd.defineCommand('claim', { numberOfKeys: 1, lua: script('claim') });
     this.#cmd.defineCommand('recover', { numberOfKeys: 4, lua: script('recover') });
+    this.#cmd.defineCommand('backlog', { lua: script('backlog') });
   }
 
   /**
@@ -286,6 +295,13 @@ export class Broker {
   }
 
   /** Stores a result meta and publishes it to waiting clients. */
+  /** One read of every backlog figure, in `queues` order; not timed as a work-queue command. */
+  async backlog(queues: readonly string[]): Promise<Backlog> {
+    const lists = queues.flatMap(queueLists);
+    const r = await this.#cmd.backlog(lists.length + 2, ...lists, ETA_KEY, DEAD_LETTER_KEY, PRIORITY_STEPS.length);
+    return { queues: r.slice(0, queues.length), eta: r[queues.length] as number, deadLetters: r[queues.length + 1] as number };
+  }
+
   async storeResult(taskId: string, meta: string): Promise<void> {
     const key = resultKey(taskId);
     await this.#cmd.multi().set(key, meta, 'EX', this.#resultExpires).publish(key, meta).exec();

@@ -2,12 +2,11 @@
 // celery-exporter's names and labels (`name`, `hostname`, `queue_name`, `exception`) so existing
 // dashboards keep working; engine metrics use the `celeriac_` prefix. Counters and histograms are fed by
 // the event bus (the hot path only emits events); gauges that need Redis are read at scrape time in one
-// pipelined round trip with a time bound. The README's metrics table lists every name here (a test checks).
+// command with a time bound. The README's metrics table lists every name here (a test checks).
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Redis } from 'ioredis';
+import type { Backlog } from './broker.js';
 import type { EventBus } from './events.js';
-import { DEAD_LETTER_KEY, ETA_KEY, queueLists } from './keys.js';
 import { bump, TaskMetrics, type Chunk } from './task-metrics.js';
 
 /** From 1 ms tasks to 10 minute tasks. */
@@ -28,7 +27,8 @@ export interface WorkerState {
 
 export interface WorkerMetricsOptions {
   bus: EventBus;
-  redis: Redis;
+  /** The scrape-time read of what waits in Redis (Broker.backlog). */
+  backlog: (queues: readonly string[]) => Promise<Backlog>;
   hostname: string;
   queues: readonly string[];
   state: () => WorkerState;
@@ -161,7 +161,7 @@ export class WorkerMetrics {
     gauge('celeriac_pool_waiting_tasks', 'Reserved tasks waiting for a free thread', (s) => s.waiting);
     gauge('celeriac_prefetched_messages', 'Messages reserved in this worker\'s processing lists, not yet acked', (s) => s.reserved);
 
-    // Redis-backed gauges share one pipelined round trip per scrape.
+    // Redis-backed gauges share one read per scrape (one script, see src/lua/backlog.lua).
     // prom-client calls collect() once per metric; one shared read serves the three.
     let pending: Promise<void> | null = null;
     const collect = (): Promise<void> => (pending ??= readRedis().finally(() => (pending = null)));
@@ -169,13 +169,9 @@ export class WorkerMetrics {
     const etaBacklog = new Gauge({ name: 'celeriac_eta_backlog', help: 'Messages waiting for their ETA (all workers)', registers: r, collect });
     const deadLetters = new Gauge({ name: 'celeriac_dead_letter_length', help: 'Messages in the dead-letter list', registers: r, collect });
     const readRedis = async (): Promise<void> => {
-      const pipe = o.redis.pipeline();
-      for (const q of o.queues) for (const list of queueLists(q)) pipe.llen(list);
-      pipe.zcard(ETA_KEY);
-      pipe.llen(DEAD_LETTER_KEY);
       let timer: NodeJS.Timeout | undefined;
-      const replies = await Promise.race([
-        pipe.exec(),
+      const backlog = await Promise.race([
+        o.backlog(o.queues).catch(() => null),
         new Promise<null>((resolve) => {
           timer = setTimeout(() => resolve(null), SCRAPE_REDIS_TIMEOUT_MS);
         }),
@@ -184,16 +180,10 @@ export class WorkerMetrics {
       etaBacklog.reset();
       deadLetters.reset();
       // No answer in time (Redis down): the series are left out of this scrape rather than stale.
-      if (!replies || replies.some(([err]) => err)) return;
-      const values = replies.map(([, v]) => Number(v));
-      let i = 0;
-      for (const q of o.queues) {
-        let total = 0;
-        for (let k = 0; k < queueLists(q).length; k++) total += values[i++] ?? 0;
-        queueLength.labels(q).set(total);
-      }
-      etaBacklog.set(values[i++] ?? 0);
-      deadLetters.set(values[i] ?? 0);
+      if (!backlog) return;
+      o.queues.forEach((q, i) => queueLength.labels(q).set(backlog.queues[i] ?? 0));
+      etaBacklog.set(backlog.eta);
+      deadLetters.set(backlog.deadLetters);
     };
 
     collectDefaultMetrics({ register: this.registry, labels: { hostname: h } });

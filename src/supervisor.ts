@@ -157,7 +157,7 @@ export class Supervisor {
     const [{ WorkerMetrics }, { HttpEndpoints }] = await Promise.all([import('./metrics.js'), import('./http.js')]);
     const metrics = new WorkerMetrics({
       bus: this.bus,
-      redis: broker.redis,
+      backlog: (queues) => broker.backlog(queues),
       hostname: c.hostname,
       queues: c.queues,
       state: () => ({
