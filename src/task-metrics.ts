@@ -167,6 +167,39 @@ class LineWriter {
   }
 }
 
+/** The lines of TaskMetrics.exposition. */
+function* writeFamilies(families: readonly Family[], cells: Map<string, Map<string, TaskCells>>, spare: Buffer[]): Generator<Chunk, void, undefined> {
+  const w = new LineWriter(spare);
+  for (const f of families) {
+    w.raw(Buffer.from(`# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.kind === 'histogram' ? 'histogram' : 'counter'}\n`));
+    for (const byQueue of cells.values()) for (const c of byQueue.values()) {
+      if (f.kind === 'labelled') {
+        for (const [k, v] of f.read(c)) {
+          let tail = f.tails.get(k);
+          if (!tail) f.tails.set(k, (tail = Buffer.from(`,${f.label}="${escapeLabel(k)}"} `)));
+          w.line(f.head, c.labels, tail, v);
+        }
+      } else if (f.kind === 'counter') {
+        const v = f.read(c);
+        if (v > 0) w.line(f.head, c.labels, f.tail, v);
+      } else {
+        const h = f.read(c);
+        if (h.count === 0) continue;
+        const n = h.buckets.length;
+        let cumulative = 0;
+        for (let i = 0; i < n; i++) {
+          cumulative += h.buckets[i] as number;
+          w.line(f.heads[i] as Buffer, c.labels, f.tails[i] as Buffer, cumulative);
+        }
+        w.line(f.heads[n] as Buffer, c.labels, f.tails[n] as Buffer, h.sum);
+        w.line(f.heads[n + 1] as Buffer, c.labels, f.tails[n + 1] as Buffer, h.count);
+      }
+      while (w.full.length > 0) yield w.full.shift() as Chunk;
+    }
+  }
+  w.end();
+  yield* w.full.splice(0);
+}
 /**
  * The cells of every (task name, queue) seen so far, and their families in the Prometheus text
  * format. The bytes of each line around its value never change, so they are encoded once and kept;
@@ -175,7 +208,7 @@ class LineWriter {
  */
 export class TaskMetrics {
   /** By task name, then queue. */
-  readonly #cells = new Map<string, Map<string, TaskCells>>();
+  #cells = new Map<string, Map<string, TaskCells>>();
   readonly #families: Family[] = [];
   readonly #hostname: string;
   readonly #bounds: readonly number[];
@@ -228,41 +261,31 @@ export class TaskMetrics {
   }
 
   /**
-   * Every family in the Prometheus text format (0.0.4), ending with a line feed, in chunks of up to
-   * CHUNK_BYTES, handed out as they fill: written out and released as they come, a scrape of any size
-   * holds a few, the same from scrape to scrape. The generator pauses only between series, so each
-   * series (a histogram's buckets, sum and count) is read at one instant.
+   * Writes the exposition of made-up series, then drops them, leaving the real ones as they were:
+   * first often with `fill(this, 2)`, then `rounds` times with `fill(this, series)`.
+   *
+   * On this object rather than a scratch one: the compiled exposition had only seen the scratch
+   * object's shape. And the few small runs first: V8 records type feedback for a function only from
+   * its first calls on, and the code compiled during the large runs lacked it for the lines before
+   * the loops; it was thrown away at the first real scrape (--trace-deopt: "insufficient type
+   * feedback" at the LineWriter construction), and recompiling took 30-77 ms while that scrape, the
+   * first after 1,000 new series, ran in the interpreter.
    */
-  *exposition(): Generator<Chunk, void, undefined> {
-    const w = new LineWriter(this.#spare);
-    for (const f of this.#families) {
-      w.raw(Buffer.from(`# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.kind === 'histogram' ? 'histogram' : 'counter'}\n`));
-      for (const byQueue of this.#cells.values()) for (const c of byQueue.values()) {
-        if (f.kind === 'labelled') {
-          for (const [k, v] of f.read(c)) {
-            let tail = f.tails.get(k);
-            if (!tail) f.tails.set(k, (tail = Buffer.from(`,${f.label}="${escapeLabel(k)}"} `)));
-            w.line(f.head, c.labels, tail, v);
-          }
-        } else if (f.kind === 'counter') {
-          const v = f.read(c);
-          if (v > 0) w.line(f.head, c.labels, f.tail, v);
-        } else {
-          const h = f.read(c);
-          if (h.count === 0) continue;
-          const n = h.buckets.length;
-          let cumulative = 0;
-          for (let i = 0; i < n; i++) {
-            cumulative += h.buckets[i] as number;
-            w.line(f.heads[i] as Buffer, c.labels, f.tails[i] as Buffer, cumulative);
-          }
-          w.line(f.heads[n] as Buffer, c.labels, f.tails[n] as Buffer, h.sum);
-          w.line(f.heads[n + 1] as Buffer, c.labels, f.tails[n + 1] as Buffer, h.count);
-        }
-        while (w.full.length > 0) yield w.full.shift() as Chunk;
-      }
+  warmUp(fill: (t: TaskMetrics, series: number) => void, series: number, rounds: number): void {
+    const real = this.#cells;
+    this.#cells = new Map();
+    try {
+      fill(this, 2);
+      for (let k = 0; k < 20; k++) for (const chunk of this.exposition()) chunk.release();
+      fill(this, series);
+      for (let k = 0; k < rounds; k++) for (const chunk of this.exposition()) chunk.release();
+    } finally {
+      this.#cells = real;
     }
-    w.end();
-    yield* w.full.splice(0);
   }
+
+  exposition(): Generator<Chunk, void, undefined> {
+    return writeFamilies(this.#families, this.#cells, this.#spare);
+  }
+
 }
