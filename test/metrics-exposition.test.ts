@@ -70,6 +70,34 @@ test('the exposition streams in a few reused chunks, each series whole while its
   assert.equal(samples[0]?.labels.hostname, 'host "a"', 'label values are escaped and read back');
 });
 
+test('the warm-up writes its made-up series and drops them; the series counted before it are untouched', () => {
+  const metrics = new TaskMetrics('h', SECONDS_BUCKETS);
+  metrics.counter('celery_task_succeeded_total', 'Tasks that succeeded', (c) => c.succeeded);
+  metrics.labelledCounter('celery_task_failed_total', 'Tasks that failed', 'exception', (c) => c.failed);
+  metrics.histogram('celery_task_runtime', 'Run time', (c) => c.runtime);
+  const real = metrics.touch('tasks.real', 'celery');
+  real.succeeded = 7;
+  real.runtime.observe(0.02);
+  const filled: number[] = [];
+  metrics.warmUp((t, series) => {
+    filled.push(series);
+    for (let i = 0; i < series; i++) {
+      const c = t.touch(`warm${i}`, 'warm');
+      c.succeeded = 1;
+      c.failed.set('Error', 1);
+      c.runtime.observe(1);
+    }
+  }, 50, 2);
+  assert.deepEqual(filled, [2, 50], 'small runs first, then the large ones');
+  // Counted after the warm-up, as a task would be.
+  metrics.touch('tasks.real', 'celery').succeeded += 1;
+  const samples = parseMetrics([...metrics.exposition()].map((c) => c.bytes.toString()).join(''));
+  assert.deepEqual(new Set(samples.map((s) => s.labels.name)), new Set(['tasks.real']), 'no made-up series left');
+  assert.equal(total(samples, 'celery_task_succeeded_total', { name: 'tasks.real' }), 8);
+  assert.equal(samples.filter((s) => s.name === 'celery_task_failed_total').length, 0);
+  assert.equal(total(samples, 'celery_task_runtime_count', { name: 'tasks.real' }), 1);
+});
+
 test('a worker with 1,000 task names serves whole scrapes, and one hung up on mid-body changes nothing', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'many-tasks-'));
   const app = join(dir, 'many.mjs');
