@@ -262,12 +262,12 @@ export class TaskMetrics {
 
   /**
    * Writes the exposition of made-up series, then drops them, leaving the real ones as they were:
-   * first often with `fill(this, 2)`, then `rounds` times with `fill(this, series)`.
+   * first 20 times with `fill(this, 2)`, then `rounds` times with `fill(this, series)`.
    *
    * On this object rather than a scratch one: the compiled exposition had only seen the scratch
-   * object's shape. And the few small runs first: V8 records type feedback for a function only from
-   * its first calls on, and the code compiled during the large runs lacked it for the lines before
-   * the loops; it was thrown away at the first real scrape (--trace-deopt: "insufficient type
+   * object's shape. And the small runs first: the code compiled during the large runs lacked type
+   * feedback for the lines before the loops, which had run only in the first calls (V8 allocates a
+   * function's feedback lazily, after some calls); it was thrown away at the first real scrape (--trace-deopt: "insufficient type
    * feedback" at the LineWriter construction), and recompiling took 30-77 ms while that scrape, the
    * first after 1,000 new series, ran in the interpreter.
    */
