@@ -294,7 +294,6 @@ export class Broker {
     return { moved: Number(moved), dead: dead.map(String) };
   }
 
-  /** Stores a result meta and publishes it to waiting clients. */
   /** One read of every backlog figure, in `queues` order; not timed as a work-queue command. */
   async backlog(queues: readonly string[]): Promise<Backlog> {
     const lists = queues.flatMap(queueLists);
@@ -302,6 +301,7 @@ export class Broker {
     return { queues: r.slice(0, queues.length), eta: r[queues.length] as number, deadLetters: r[queues.length + 1] as number };
   }
 
+  /** Stores a result meta and publishes it to waiting clients. */
   async storeResult(taskId: string, meta: string): Promise<void> {
     const key = resultKey(taskId);
     await this.#cmd.multi().set(key, meta, 'EX', this.#resultExpires).publish(key, meta).exec();

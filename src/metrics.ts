@@ -36,23 +36,6 @@ export interface WorkerMetricsOptions {
 
 const TASK_LABELS = ['name', 'hostname', 'queue_name'] as const;
 
-/** The per-task families. */
-function taskMetrics(hostname: string): TaskMetrics {
-  const tasks = new TaskMetrics(hostname, SECONDS_BUCKETS);
-  tasks.counter('celery_task_received_total', 'Tasks received by this worker', (c) => c.received);
-  tasks.counter('celery_task_started_total', 'Tasks started on a pool thread', (c) => c.started);
-  tasks.counter('celery_task_succeeded_total', 'Tasks that succeeded (result stored)', (c) => c.succeeded);
-  tasks.labelledCounter('celery_task_failed_total', 'Tasks that failed (FAILURE stored)', 'exception', (c) => c.failed);
-  tasks.labelledCounter('celery_task_rejected_total', 'Messages dead-lettered, by reason code', 'reason', (c) => c.rejected);
-  tasks.counter('celery_task_retried_total', 'Task runs that asked to run again (retry)', (c) => c.retried);
-  tasks.counter('celery_task_revoked_total', 'Tasks revoked instead of run (expired)', (c) => c.revoked);
-  tasks.counter('celeriac_task_deferred_total', 'Messages parked in the ETA set until due', (c) => c.deferred);
-  tasks.histogram('celery_task_runtime', 'Task run time on the pool thread, seconds', (c) => c.runtime);
-  tasks.histogram('celery_task_queue_wait_time', 'Enqueued (or due) until started, seconds', (c) => c.queueWait);
-  tasks.histogram('celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds', (c) => c.latency);
-  return tasks;
-}
-
 const WARM_SERIES = 300;
 
 /**
@@ -91,7 +74,18 @@ export class WorkerMetrics {
     const r = [this.registry];
     const h = o.hostname;
     // Per task: plain numbers on the hot path, labelled at scrape time (task-metrics.ts).
-    const tasks = (this.#tasks = taskMetrics(h));
+    const tasks = (this.#tasks = new TaskMetrics(h, SECONDS_BUCKETS));
+    tasks.counter('celery_task_received_total', 'Tasks received by this worker', (c) => c.received);
+    tasks.counter('celery_task_started_total', 'Tasks started on a pool thread', (c) => c.started);
+    tasks.counter('celery_task_succeeded_total', 'Tasks that succeeded (result stored)', (c) => c.succeeded);
+    tasks.labelledCounter('celery_task_failed_total', 'Tasks that failed (FAILURE stored)', 'exception', (c) => c.failed);
+    tasks.labelledCounter('celery_task_rejected_total', 'Messages dead-lettered, by reason code', 'reason', (c) => c.rejected);
+    tasks.counter('celery_task_retried_total', 'Task runs that asked to run again (retry)', (c) => c.retried);
+    tasks.counter('celery_task_revoked_total', 'Tasks revoked instead of run (expired)', (c) => c.revoked);
+    tasks.counter('celeriac_task_deferred_total', 'Messages parked in the ETA set until due', (c) => c.deferred);
+    tasks.histogram('celery_task_runtime', 'Task run time on the pool thread, seconds', (c) => c.runtime);
+    tasks.histogram('celery_task_queue_wait_time', 'Enqueued (or due) until started, seconds', (c) => c.queueWait);
+    tasks.histogram('celeriac_task_latency_seconds', 'Enqueued (or due) until the result was stored, seconds', (c) => c.latency);
     warmUp(tasks);
 
     const restarts = new Counter({ name: 'celeriac_pool_thread_restarts_total', help: 'Pool threads replaced, by reason', labelNames: ['hostname', 'reason'], registers: r });

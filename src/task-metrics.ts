@@ -200,6 +200,7 @@ function* writeFamilies(families: readonly Family[], cells: Map<string, Map<stri
   w.end();
   yield* w.full.splice(0);
 }
+
 /**
  * The cells of every (task name, queue) seen so far, and their families in the Prometheus text
  * format. The bytes of each line around its value never change, so they are encoded once and kept;
@@ -267,9 +268,9 @@ export class TaskMetrics {
    * On this object rather than a scratch one: the compiled exposition had only seen the scratch
    * object's shape. And the small runs first: the code compiled during the large runs lacked type
    * feedback for the lines before the loops, which had run only in the first calls (V8 allocates a
-   * function's feedback lazily, after some calls); it was thrown away at the first real scrape (--trace-deopt: "insufficient type
-   * feedback" at the LineWriter construction), and recompiling took 30-77 ms while that scrape, the
-   * first after 1,000 new series, ran in the interpreter.
+   * function's feedback lazily, after some calls); it was thrown away at the first real scrape
+   * (--trace-deopt: "insufficient type feedback" at the LineWriter construction), and recompiling
+   * took 30-77 ms while that scrape, the first after 1,000 new series, ran in the interpreter.
    */
   warmUp(fill: (t: TaskMetrics, series: number) => void, series: number, rounds: number): void {
     const real = this.#cells;
@@ -284,8 +285,14 @@ export class TaskMetrics {
     }
   }
 
+  /**
+   * Every family in the Prometheus text format (0.0.4), ending with a line feed, in chunks of up to
+   * CHUNK_BYTES, handed out as they fill: written out and released as they come, a scrape of any size
+   * holds a few, the same from scrape to scrape. The generator pauses only between series, so each
+   * series (a histogram's buckets, sum and count) is read at one instant. The generator is a module
+   * function of its inputs: V8 deoptimized it at its first read of a private field in some worker starts.
+   */
   exposition(): Generator<Chunk, void, undefined> {
     return writeFamilies(this.#families, this.#cells, this.#spare);
   }
-
 }
