@@ -262,7 +262,6 @@ interface Drained {
   last: number;
 }
 
-/** The exact number of stored results: result keys, by SCAN (about 30 ms for 20,000 keys). */
 /** Calls `each` with every batch of stored result keys; their count. */
 async function scanResults(each: (keys: string[]) => Promise<unknown> = async () => undefined): Promise<number> {
   let cursor = '0';
@@ -276,6 +275,7 @@ async function scanResults(each: (keys: string[]) => Promise<unknown> = async ()
   return count;
 }
 
+/** The exact number of stored results: result keys, by SCAN (about 30 ms for 20,000 keys). */
 const countResults = (): Promise<number> => scanResults();
 
 /**
