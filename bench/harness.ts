@@ -257,6 +257,22 @@ function descendants(pid: number): number[] {
   return out;
 }
 
+/** CPU seconds (user and system, all threads) a process and its descendants have used so far. */
+export function treeCpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      // Fields 14 and 15 of /proc/PID/stat (utime, stime), in clock ticks of 1/100 s on Linux.
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / 100;
+}
+
 /** VmRSS of a process and all its descendants (Celery prefork: the parent and its pool processes). */
 export function rssTreeMb(pid: number): number {
   return [pid, ...descendants(pid)].reduce((sum, p) => sum + rssMb(p), 0);

@@ -35,6 +35,7 @@ import {
   run,
   runningChildren,
   sleep,
+  treeCpuSeconds,
   type JsonLine,
 } from './harness.js';
 
@@ -196,6 +197,9 @@ const FIGURE_FORMAT: Record<string, (v: number) => string> = {
   rss_idle_mb: (v) => `RSS idle ${v.toFixed(1)} MB`,
   rss_ready_mb: (v) => `RSS at ready ${v.toFixed(1)} MB`,
   rss_after_mb: (v) => `RSS after ${v.toFixed(1)} MB`,
+  cpu_us: (v) => `CPU per task ${v.toFixed(0)} µs`,
+  worker_cpu_us: (v) => `worker ${v.toFixed(0)} µs`,
+  redis_cpu_us: (v) => `Redis ${v.toFixed(0)} µs`,
   rss_growth_mb: (v) => `${v >= 0 ? '+' : ''}${v.toFixed(1)} MB kept`,
   rss_settled_mb: (v) => `RSS settled ${v.toFixed(1)} MB`,
   settle_s: (v) => `after ${v.toFixed(0)} s`,
@@ -384,6 +388,24 @@ async function prefillCeleriac(n: number, call: (i: number) => TaskCall): Promis
   });
 }
 
+/**
+ * CPU per task of a drain, from now until the returned function is called: the worker's (its threads
+ * and child processes) and redis-server's. Set against the cores, they say what caps the rate. Left
+ * out when either used less than 50 ms: /proc counts in ticks of 10 ms.
+ */
+function cpuMeter(workerPid: number, tasks: number): () => Figures {
+  const redisPid = server?.child.pid ?? 0;
+  const worker0 = treeCpuSeconds(workerPid);
+  const redis0 = treeCpuSeconds(redisPid);
+  return (): Figures => {
+    const worker = treeCpuSeconds(workerPid) - worker0;
+    const redis = treeCpuSeconds(redisPid) - redis0;
+    if (worker < 0.05 || redis < 0.05) return {};
+    const us = (seconds: number): number => (seconds / tasks) * 1e6;
+    return { cpu_us: us(worker + redis), worker_cpu_us: us(worker), redis_cpu_us: us(redis) };
+  };
+}
+
 async function celeriacDrain(n: number, concurrency: number, prefetch: number, task: 'noop' | 'burn', metricsPort = 0): Promise<Figures> {
   await flush();
   await prefillCeleriac(n, (i) => (task === 'noop' ? { name: NOOP, args: [i, 1] } : { name: BURN, args: [5] }));
@@ -393,10 +415,12 @@ async function celeriacDrain(n: number, concurrency: number, prefetch: number, t
     const drained = waitStored(n, 1, drainTimeout(n, task === 'noop' ? 1000 : 50), () => worker.running);
     drained.catch(() => undefined); // awaited below; this only keeps a failed start from leaving it unhandled
     const ready = await workerReady(worker).then(() => rssMb(worker.pid));
+    const cpu = cpuMeter(worker.pid, n);
     const { jobs_per_s } = await drained;
+    const cpuFigures = cpu();
     const rssAfter = rssMb(worker.pid);
     await checkResults(`celeriac ${task} drain`, n);
-    return { jobs_per_s, rss_ready_mb: ready, rss_after_mb: rssAfter };
+    return { jobs_per_s, rss_ready_mb: ready, rss_after_mb: rssAfter, ...cpuFigures };
   } finally {
     await stopCeleriac(worker);
   }
@@ -423,9 +447,11 @@ async function bullDrain(n: number, mode: 'noop' | 'burn' | 'sandbox', concurren
   const w = startBull('bench', mode, concurrency, n);
   try {
     const ready = await w.nextJson((l) => l.ready === true, 30_000, 'ready line');
+    const cpu = cpuMeter(w.pid, n);
     const done = await w.nextJson((l) => typeof l.first_to_last_s === 'number', drainTimeout(n, mode === 'noop' ? 1000 : 50), 'done line');
+    const cpuFigures = cpu();
     if (Number(done.failed) > 0) warn(`BullMQ ${mode} c=${concurrency}: ${String(done.failed)} jobs failed`);
-    return { jobs_per_s: (n - 1) / Number(done.first_to_last_s), rss_ready_mb: Number(ready.rss_mb), rss_after_mb: Number(done.rss_mb) };
+    return { jobs_per_s: (n - 1) / Number(done.first_to_last_s), rss_ready_mb: Number(ready.rss_mb), rss_after_mb: Number(done.rss_mb), ...cpuFigures };
   } finally {
     await w.stop('SIGTERM', 10_000);
   }
@@ -987,6 +1013,7 @@ function ratios(): Ratio[] {
   const idle = find('memory', 'celeriac', 'idle');
   add('idle_rss_vs_bullmq', 'worker idle RSS (lower is better)', '', 'bullmq', idle, 'rss_idle_mb', find('memory', 'bullmq', 'idle'), 'rss_idle_mb', { op: '<=', value: 1 });
   add('idle_rss_vs_celery', 'idle RSS vs solo (lower is better)', '', 'celery', idle, 'rss_idle_mb', find('memory', 'celery', 'idle, solo'), 'rss_idle_mb');
+  add('drain_cpu_vs_bullmq', 'no-op drain, CPU per task, worker and Redis (lower is better)', 'CPU', 'bullmq', drain, 'cpu_us', bullDrainBest, 'cpu_us');
   add('rss_after_drain_vs_bullmq', 'RSS after drain (lower is better)', 'RSS', 'bullmq', drain, 'rss_after_mb', bullDrainBest, 'rss_after_mb');
 
   const metrics = find('metrics', 'celeriac', '');
