@@ -30,14 +30,16 @@ function mayHaveLostDigits(root: unknown): boolean {
     if (Array.isArray(o)) {
       for (let i = 0; i < o.length; i++) if (visit(o[i])) return true;
     } else {
-      // Own values only: for-in would also visit what someone made enumerable on Object.prototype,
-      // and an object there inherits itself, so the walk would never end.
-      const values = Object.values(o);
-      for (let i = 0; i < values.length; i++) if (visit(values[i])) return true;
+      // Own keys only: what someone made enumerable on Object.prototype is inherited by every object,
+      // itself included, so the walk would never end. for-in with the check allocates nothing, where
+      // Object.values built an array per object.
+      for (const key in o) if (hasOwn.call(o, key) && visit((o as Record<string, unknown>)[key])) return true;
     }
   }
   return false;
 }
+
+const hasOwn = Object.prototype.hasOwnProperty;
 
 class LosslessParser {
   #i = 0;
