@@ -173,16 +173,30 @@ function warn(text: string): void {
 }
 
 /** The median of each figure over repeated runs. */
+/** Each figure's median over the runs that have it (a run can leave one out, as cpuMeter does). */
 function medianFigures(runs: readonly Figures[]): Figures {
   const out: Figures = {};
-  for (const key of Object.keys(runs[0] ?? {})) out[key] = median(runs.map((r) => r[key] ?? Number.NaN));
+  for (const key of new Set(runs.flatMap((r) => Object.keys(r)))) {
+    const values = runs.map((r) => r[key]).filter((v): v is number => v !== undefined && Number.isFinite(v));
+    if (values.length > 0) out[key] = median(values);
+  }
   return out;
 }
 
+/**
+ * Runs each of `fns` `times` times in turns (a, b, c, a, b, c, ...) and returns each one's medians.
+ * This VM's speed moves from minute to minute (a raw LPUSH round trip from 3,600 to 25,000/s on one
+ * day): taking turns lets every system see the same spells of it.
+ */
+async function interleaved<K extends string>(times: number, fns: Record<K, () => Promise<Figures>>): Promise<Record<K, Figures>> {
+  const keys = Object.keys(fns) as K[];
+  const runs = new Map<K, Figures[]>(keys.map((k) => [k, []]));
+  for (let i = 0; i < times; i++) for (const k of keys) runs.get(k)?.push(await fns[k]());
+  return Object.fromEntries(keys.map((k) => [k, medianFigures(runs.get(k) ?? [])])) as Record<K, Figures>;
+}
+
 async function repeat(times: number, fn: () => Promise<Figures>): Promise<Figures> {
-  const runs: Figures[] = [];
-  for (let i = 0; i < times; i++) runs.push(await fn());
-  return medianFigures(runs);
+  return (await interleaved(times, { only: fn })).only;
 }
 
 const fmtInt = (v: number): string => Math.round(v).toLocaleString('en-US');
@@ -623,24 +637,33 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
     const warm = Math.max(50, N.enqueue / 4);
     const warmBulk = Math.max(1000, Math.round(N.bulk / 4000) * 1000);
     const batch = (i: number): number[] => Array.from({ length: 1000 }, (_, j) => i + j);
-    // The floor of an awaited send, measured next to it: the machine's speed moves from minute to minute.
-    record('enqueue', 'redis', 'raw socket, one LPUSH at a time (the floor)', await repeat(REPS, () => sequentialLpush(N.enqueue)));
-    record('enqueue', 'celeriac', 'send (awaited, one by one)', await repeat(REPS, async () => {
-      await flush();
-      return withClient((client) => timedSends(N.enqueue, warm, 1, (i) => client.send(NOOP, [i, 1])));
-    }));
-    record('enqueue', 'celeriac', 'sendMany (batches of 1000)', await repeat(REPS, async () => {
-      await flush();
-      return withClient((client) => timedSends(N.bulk, warmBulk, 1000, (i) => client.sendMany(batch(i).map((x) => ({ name: NOOP, args: [x, 1] })))));
-    }));
-    record('enqueue', 'bullmq', 'add (awaited, one by one)', await repeat(REPS, async () => {
-      await flush();
-      return withBullQueue((q) => timedSends(N.enqueue, warm, 1, (i) => q.add('j', { x: i, y: 1 })));
-    }));
-    record('enqueue', 'bullmq', 'addBulk (batches of 1000)', await repeat(REPS, async () => {
-      await flush();
-      return withBullQueue((q) => timedSends(N.bulk, warmBulk, 1000, (i) => q.addBulk(batch(i).map((x) => ({ name: 'j', data: { x, y: 1 } })))));
-    }));
+    // The floor of an awaited send, measured in turns with the sends (see interleaved).
+    const awaited = await interleaved(REPS, {
+      floor: () => sequentialLpush(N.enqueue),
+      celeriac: async () => {
+        await flush();
+        return withClient((client) => timedSends(N.enqueue, warm, 1, (i) => client.send(NOOP, [i, 1])));
+      },
+      bullmq: async () => {
+        await flush();
+        return withBullQueue((q) => timedSends(N.enqueue, warm, 1, (i) => q.add('j', { x: i, y: 1 })));
+      },
+    });
+    const bulk = await interleaved(REPS, {
+      celeriac: async () => {
+        await flush();
+        return withClient((client) => timedSends(N.bulk, warmBulk, 1000, (i) => client.sendMany(batch(i).map((x) => ({ name: NOOP, args: [x, 1] })))));
+      },
+      bullmq: async () => {
+        await flush();
+        return withBullQueue((q) => timedSends(N.bulk, warmBulk, 1000, (i) => q.addBulk(batch(i).map((x) => ({ name: 'j', data: { x, y: 1 } })))));
+      },
+    });
+    record('enqueue', 'redis', 'raw socket, one LPUSH at a time (the floor)', awaited.floor);
+    record('enqueue', 'celeriac', 'send (awaited, one by one)', awaited.celeriac);
+    record('enqueue', 'celeriac', 'sendMany (batches of 1000)', bulk.celeriac);
+    record('enqueue', 'bullmq', 'add (awaited, one by one)', awaited.bullmq);
+    record('enqueue', 'bullmq', 'addBulk (batches of 1000)', bulk.bullmq);
     record('enqueue', 'celery', 'apply_async (one by one)', await repeat(CELERY_REPS, async () => {
       await flush();
       const r = await py(['enqueue', String(N.enqueue)]);
