@@ -172,7 +172,6 @@ function warn(text: string): void {
   console.error(`  warning: ${text}`);
 }
 
-/** The median of each figure over repeated runs. */
 /** Each figure's median over the runs that have it (a run can leave one out, as cpuMeter does). */
 function medianFigures(runs: readonly Figures[]): Figures {
   const out: Figures = {};
@@ -408,7 +407,8 @@ async function prefillCeleriac(n: number, call: (i: number) => TaskCall): Promis
  * out when either used less than 50 ms: /proc counts in ticks of 10 ms.
  */
 function cpuMeter(workerPid: number, tasks: number): () => Figures {
-  const redisPid = server?.child.pid ?? 0;
+  const redisPid = server?.child.pid;
+  if (redisPid === undefined) return () => ({});
   const worker0 = treeCpuSeconds(workerPid);
   const redis0 = treeCpuSeconds(redisPid);
   return (): Figures => {
