@@ -610,6 +610,8 @@ async function scrapeTime(): Promise<Figures> {
 const ideal = CORES * 200;
 /** Round trips before the timed ones, the same for every system: the JIT of both Node peers warms up. */
 const RT_WARM = MODE === 'smoke' ? 20 : 500;
+/** Round trips each client makes in its turn of the round-trip scenario. */
+const RT_ROUND = 100;
 
 /**
  * Producers run in this process, one after the other, and share ioredis: whoever runs first would pay
@@ -697,45 +699,41 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
 
   async roundtrip() {
     const latencyFigures = (lat: readonly number[]): Figures => ({ p50_ms: percentile(lat, 0.5), p99_ms: percentile(lat, 0.99), max_ms: Math.max(...lat) });
+    // Both workers are up and the two clients take turns, RT_ROUND round trips each (see interleaved).
     {
       await flush();
       const w = await startCeleriac({ concurrency: 1, prefetch: 4 });
-      try {
-        const lat = await withClient(async (client) => {
-          for (let i = 0; i < RT_WARM; i++) await (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 });
-          const out: number[] = [];
-          for (let i = 0; i < N.rt; i++) {
-            const t = performance.now();
-            await (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 });
-            out.push(performance.now() - t);
-          }
-          return out;
-        });
-        record('roundtrip', 'celeriac', 'send().get(), worker -c 1', latencyFigures(lat));
-      } finally {
-        await stopCeleriac(w);
-      }
-    }
-    {
-      await flush();
-      const w = startBull('rt', 'noop', 1, 0);
+      const bull = startBull('rt', 'noop', 1, 0);
       const q = new Queue('rt', { connection: bullConnection() });
       const qe = new QueueEvents('rt', { connection: bullConnection() });
       try {
-        await w.nextJson((l) => l.ready === true, 30_000, 'ready line');
+        await bull.nextJson((l) => l.ready === true, 30_000, 'ready line');
         await qe.waitUntilReady();
-        for (let i = 0; i < RT_WARM; i++) await (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000);
-        const lat: number[] = [];
-        for (let i = 0; i < N.rt; i++) {
-          const t = performance.now();
-          await (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000);
-          lat.push(performance.now() - t);
-        }
-        record('roundtrip', 'bullmq', 'add().waitUntilFinished(), concurrency 1', latencyFigures(lat));
+        const lat = await withClient(async (client) => {
+          const once: Record<'celeriac' | 'bullmq', (i: number) => Promise<unknown>> = {
+            celeriac: async (i) => (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 }),
+            bullmq: async (i) => (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000),
+          };
+          const out = { celeriac: [] as number[], bullmq: [] as number[] };
+          for (const system of ['celeriac', 'bullmq'] as const) for (let i = 0; i < RT_WARM; i++) await once[system](i);
+          for (let done = 0; done < N.rt; done += RT_ROUND) {
+            for (const system of ['celeriac', 'bullmq'] as const) {
+              for (let i = done; i < Math.min(N.rt, done + RT_ROUND); i++) {
+                const t = performance.now();
+                await once[system](i);
+                out[system].push(performance.now() - t);
+              }
+            }
+          }
+          return out;
+        });
+        record('roundtrip', 'celeriac', 'send().get(), worker -c 1', latencyFigures(lat.celeriac));
+        record('roundtrip', 'bullmq', 'add().waitUntilFinished(), concurrency 1', latencyFigures(lat.bullmq));
       } finally {
         await qe.close();
         await q.close();
-        await w.stop('SIGTERM', 10_000);
+        await bull.stop('SIGTERM', 10_000);
+        await stopCeleriac(w);
       }
     }
     {
