@@ -363,13 +363,14 @@ export class Consumer {
   /** An idle wait brought `f`: the loop takes over with fetch.lua. */
   #waited(f: Fetched, othersWaiting: number): void {
     // In quiet or stopped state the message stays in the processing list for the requeue.
-    if (this.#state === 'running') {
-      if (this.#holding < this.#capacity) this.#handle(f);
-      else void this.#unfetch(f);
-    }
+    const holds = this.#state === 'running' && this.#holding < this.#capacity;
     // Each other wait can still bring one message: they keep waiting (re-arming them all per message
-    // cost more than the message) unless the free capacity cannot hold one from each.
-    if (this.#waitingForWork && this.#capacity - this.#holding < othersWaiting) this.#waits.endOthers(f.pair);
+    // cost more than the message) unless the free capacity cannot hold one from each. Ended before
+    // the message is handled: handling it logs `task:received`, and a producer that sends on seeing
+    // that line must find the waits already ended, not grabbing its messages past the bound.
+    if (this.#waitingForWork && this.#capacity - this.#holding - (holds ? 1 : 0) < othersWaiting) this.#waits.endOthers(f.pair);
+    if (holds) this.#handle(f);
+    else if (this.#state === 'running') void this.#unfetch(f);
     this.#wakeLoop();
   }
 
