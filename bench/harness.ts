@@ -229,19 +229,26 @@ export function rssMb(pid: number): number {
   }
 }
 
+/**
+ * The fields of /proc/PID/stat from the third on (the command, in parentheses, may hold spaces), so
+ * field n is at index n - 3; null once the process is gone.
+ */
+function statFields(pid: number | string): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
 /** The pids of a process's descendants, from /proc. */
 function descendants(pid: number): number[] {
   const parentOf = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      // Field 4 of /proc/PID/stat, after the command in parentheses.
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      parentOf.set(Number(entry), Number(fields[1]));
-    } catch {
-      // gone meanwhile
-    }
+    const fields = statFields(entry);
+    if (fields) parentOf.set(Number(entry), Number(fields[1])); // field 4: the parent's pid
   }
   const out: number[] = [];
   const queue = [pid];
@@ -261,14 +268,9 @@ function descendants(pid: number): number[] {
 export function treeCpuSeconds(pid: number): number {
   let ticks = 0;
   for (const p of [pid, ...descendants(pid)]) {
-    try {
-      // Fields 14 and 15 of /proc/PID/stat (utime, stime), in clock ticks of 1/100 s on Linux.
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // gone meanwhile
-    }
+    // Fields 14 and 15: utime and stime, in clock ticks (USER_HZ, 100 on Linux whatever the kernel's HZ).
+    const fields = statFields(p);
+    if (fields) ticks += Number(fields[11]) + Number(fields[12]);
   }
   return ticks / 100;
 }

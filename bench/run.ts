@@ -172,12 +172,15 @@ function warn(text: string): void {
   console.error(`  warning: ${text}`);
 }
 
-/** Each figure's median over the runs that have it (a run can leave one out, as cpuMeter does). */
+/**
+ * Each figure's median over the runs that have it: the CPU meter leaves its figures out of a run too
+ * short to measure. A figure that came out NaN stays in, to show in the table.
+ */
 function medianFigures(runs: readonly Figures[]): Figures {
   const out: Figures = {};
   for (const key of new Set(runs.flatMap((r) => Object.keys(r)))) {
-    const values = runs.map((r) => r[key]).filter((v): v is number => v !== undefined && Number.isFinite(v));
-    if (values.length > 0) out[key] = median(values);
+    const values = runs.flatMap((r) => (key in r ? [r[key] as number] : []));
+    out[key] = median(values);
   }
   return out;
 }
@@ -189,9 +192,9 @@ function medianFigures(runs: readonly Figures[]): Figures {
  */
 async function interleaved<K extends string>(times: number, fns: Record<K, () => Promise<Figures>>): Promise<Record<K, Figures>> {
   const keys = Object.keys(fns) as K[];
-  const runs = new Map<K, Figures[]>(keys.map((k) => [k, []]));
-  for (let i = 0; i < times; i++) for (const k of keys) runs.get(k)?.push(await fns[k]());
-  return Object.fromEntries(keys.map((k) => [k, medianFigures(runs.get(k) ?? [])])) as Record<K, Figures>;
+  const runs = Object.fromEntries(keys.map((k) => [k, [] as Figures[]])) as Record<K, Figures[]>;
+  for (let i = 0; i < times; i++) for (const k of keys) runs[k].push(await fns[k]());
+  return Object.fromEntries(keys.map((k) => [k, medianFigures(runs[k])])) as Record<K, Figures>;
 }
 
 async function repeat(times: number, fn: () => Promise<Figures>): Promise<Figures> {
@@ -634,6 +637,37 @@ async function withBullQueue<T>(fn: (q: Queue) => Promise<T>): Promise<T> {
   }
 }
 
+const RT_SYSTEMS = ['celeriac', 'bullmq'] as const;
+
+/** Sequential round trips, celeriac's and BullMQ's taking turns of RT_ROUND; both workers are up. */
+async function roundTripsInTurns(): Promise<Record<(typeof RT_SYSTEMS)[number], number[]>> {
+  const q = new Queue('rt', { connection: bullConnection() });
+  const qe = new QueueEvents('rt', { connection: bullConnection() });
+  try {
+    await qe.waitUntilReady();
+    return await withClient(async (client) => {
+      const once = {
+        celeriac: async (i: number): Promise<unknown> => (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 }),
+        bullmq: async (i: number): Promise<unknown> => (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000),
+      };
+      const out = { celeriac: [] as number[], bullmq: [] as number[] };
+      for (const system of RT_SYSTEMS) for (let i = 0; i < RT_WARM; i++) await once[system](i);
+      for (let done = 0; done < N.rt; done += RT_ROUND) {
+        for (const system of RT_SYSTEMS) {
+          for (let i = done; i < Math.min(N.rt, done + RT_ROUND); i++) {
+            const t = performance.now();
+            await once[system](i);
+            out[system].push(performance.now() - t);
+          }
+        }
+      }
+      return out;
+    });
+  } finally {
+    await Promise.allSettled([qe.close(), q.close()]);
+  }
+}
+
 const scenarios: Record<Scenario, () => Promise<void>> = {
   async enqueue() {
     const warm = Math.max(50, N.enqueue / 4);
@@ -699,40 +733,22 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
 
   async roundtrip() {
     const latencyFigures = (lat: readonly number[]): Figures => ({ p50_ms: percentile(lat, 0.5), p99_ms: percentile(lat, 0.99), max_ms: Math.max(...lat) });
-    // Both workers are up and the two clients take turns, RT_ROUND round trips each (see interleaved).
+    // Both workers are up and the two clients take turns of RT_ROUND round trips, as interleaved()
+    // does for whole runs: a spell of this VM slowing down falls on both.
     {
       await flush();
       const w = await startCeleriac({ concurrency: 1, prefetch: 4 });
-      const bull = startBull('rt', 'noop', 1, 0);
-      const q = new Queue('rt', { connection: bullConnection() });
-      const qe = new QueueEvents('rt', { connection: bullConnection() });
       try {
-        await bull.nextJson((l) => l.ready === true, 30_000, 'ready line');
-        await qe.waitUntilReady();
-        const lat = await withClient(async (client) => {
-          const once: Record<'celeriac' | 'bullmq', (i: number) => Promise<unknown>> = {
-            celeriac: async (i) => (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 }),
-            bullmq: async (i) => (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000),
-          };
-          const out = { celeriac: [] as number[], bullmq: [] as number[] };
-          for (const system of ['celeriac', 'bullmq'] as const) for (let i = 0; i < RT_WARM; i++) await once[system](i);
-          for (let done = 0; done < N.rt; done += RT_ROUND) {
-            for (const system of ['celeriac', 'bullmq'] as const) {
-              for (let i = done; i < Math.min(N.rt, done + RT_ROUND); i++) {
-                const t = performance.now();
-                await once[system](i);
-                out[system].push(performance.now() - t);
-              }
-            }
-          }
-          return out;
-        });
-        record('roundtrip', 'celeriac', 'send().get(), worker -c 1', latencyFigures(lat.celeriac));
-        record('roundtrip', 'bullmq', 'add().waitUntilFinished(), concurrency 1', latencyFigures(lat.bullmq));
+        const bull = startBull('rt', 'noop', 1, 0);
+        try {
+          await bull.nextJson((l) => l.ready === true, 30_000, 'ready line');
+          const lat = await roundTripsInTurns();
+          record('roundtrip', 'celeriac', 'send().get(), worker -c 1', latencyFigures(lat.celeriac));
+          record('roundtrip', 'bullmq', 'add().waitUntilFinished(), concurrency 1', latencyFigures(lat.bullmq));
+        } finally {
+          await bull.stop('SIGTERM', 10_000);
+        }
       } finally {
-        await qe.close();
-        await q.close();
-        await bull.stop('SIGTERM', 10_000);
         await stopCeleriac(w);
       }
     }

@@ -10,6 +10,7 @@ export function parseJson(text: string): unknown {
   return mayHaveLostDigits(value) ? new LosslessParser(text).parseDocument() : value;
 }
 
+const hasOwn = Object.prototype.hasOwnProperty;
 const beyondSafe = (n: number): boolean => n > Number.MAX_SAFE_INTEGER || n < -Number.MAX_SAFE_INTEGER;
 
 /**
@@ -31,15 +32,13 @@ function mayHaveLostDigits(root: unknown): boolean {
       for (let i = 0; i < o.length; i++) if (visit(o[i])) return true;
     } else {
       // Own keys only: what someone made enumerable on Object.prototype is inherited by every object,
-      // itself included, so the walk would never end. for-in with the check allocates nothing, where
-      // Object.values built an array per object.
+      // itself included, so the walk would never end. for-in with the check builds no array per
+      // object, as Object.values did.
       for (const key in o) if (hasOwn.call(o, key) && visit((o as Record<string, unknown>)[key])) return true;
     }
   }
   return false;
 }
-
-const hasOwn = Object.prototype.hasOwnProperty;
 
 class LosslessParser {
   #i = 0;
