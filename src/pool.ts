@@ -23,6 +23,7 @@ import { createRequire } from 'node:module';
 import { Piscina } from 'piscina';
 import { AppLoadError } from './errors.js';
 import type { EventBus } from './events.js';
+import { fromOutcomeColumns, toBatchColumns } from '../workers/columns.js';
 import { MAX_BATCH, TaskProgress, type BatchItem, type BatchResult, type Manifest, type Outcome, type ThreadConfig } from '../workers/types.js';
 
 const ENTRY = fileURLToPath(new URL('../workers/entry.js', import.meta.url));
@@ -122,10 +123,10 @@ export class Pool {
     this.#progress.fill(TaskProgress.NotStarted, base, base + items.length);
     const started = performance.now();
     try {
-      const result = (await this.#piscina.run({ kind: 'run', items, progressAt: base }, signal ? { signal } : {})) as BatchResult;
+      const result = (await this.#piscina.run({ kind: 'run', items: toBatchColumns(items), progressAt: base }, signal ? { signal } : {})) as BatchResult;
       if (result.declined) return items.map(() => ({ notRun: true }));
       if (result.retiring) this.#bus.emit('pool:thread-restart', { reason: 'recycle' });
-      return result.outcomes;
+      return fromOutcomeColumns(result.outcomes);
     } catch (err) {
       const running = items.findIndex((_, i) => Atomics.load(this.#progress, base + i) === TaskProgress.Running);
       const aborted = signal?.aborted ? (signal.reason as AbortReason) : null;

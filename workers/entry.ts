@@ -7,6 +7,7 @@ import { workerData } from 'node:worker_threads';
 import { parseJson, stringifyJson } from '../src/json.js';
 import { decode } from '../src/protocol.js';
 import { allTasks, autoretries, autoretryCountdown, bindArguments, getTask, Retry, SoftTimeLimitExceeded, type RetryOptions, type TaskDefinition, type TaskRequest } from './registry.js';
+import { fromBatchColumns, toOutcomeColumns } from './columns.js';
 import { TaskProgress, type BatchItem, type BatchResult, type ExceptionData, type Manifest, type Outcome, type PoolRequest, type RequestData, type ThreadConfig } from './types.js';
 
 const config = workerData as ThreadConfig;
@@ -159,7 +160,7 @@ function requestOf(raw: string, ignoreResult: boolean): RequestData {
 
 async function runBatch(items: readonly BatchItem[], progressAt: number): Promise<BatchResult> {
   // Piscina may hand this thread another batch between its retiring reply and its exit.
-  if (retired) return { outcomes: [], retiring: false, declined: true };
+  if (retired) return { outcomes: toOutcomeColumns([]), retiring: false, declined: true };
   const outcomes: Outcome[] = [];
   for (let i = 0; i < items.length; i++) {
     const item = items[i] as BatchItem;
@@ -175,7 +176,7 @@ async function runBatch(items: readonly BatchItem[], progressAt: number): Promis
     retired = true;
     setImmediate(() => process.exit(0));
   }
-  return { outcomes, retiring };
+  return { outcomes: toOutcomeColumns(outcomes), retiring };
 }
 
 export default async function handle(req: PoolRequest): Promise<BatchResult | Manifest> {
@@ -185,5 +186,5 @@ export default async function handle(req: PoolRequest): Promise<BatchResult | Ma
       tasks: allTasks().map((t) => ({ name: t.name, ignoreResult: t.options.ignoreResult, timeLimit: t.options.timeLimit, softTimeLimit: t.options.softTimeLimit, rateIntervalMs: t.options.rateIntervalMs })),
     };
   }
-  return runBatch(req.items, req.progressAt);
+  return runBatch(fromBatchColumns(req.items), req.progressAt);
 }

@@ -40,6 +40,25 @@ export interface BatchItem {
   ignoreResult: boolean;
 }
 
+/** A batch as it is posted to a thread (columns.ts): index i of every array is task i. */
+export interface BatchColumns {
+  raw: string[];
+  body: (string | null)[];
+  id: string[];
+  task: string[];
+  retries: number[];
+  softTimeLimit: (number | null)[];
+  ignoreResult: boolean[];
+}
+
+/** A batch's outcomes as they are posted back (columns.ts): `exc` null is a success, its `json` the result. */
+export interface OutcomeColumns {
+  runtimeMs: number[];
+  json: (string | null)[];
+  exc: (ExceptionData | null)[];
+  retryAt: (number | null)[];
+}
+
 /** The most tasks in one batch (one postMessage to a thread). */
 export const MAX_BATCH = 32;
 
@@ -47,7 +66,7 @@ export const MAX_BATCH = 32;
 export const TaskProgress = { NotStarted: 0, Running: 1, Finished: 2 } as const;
 
 /** `progressAt`: index of the batch's first cell in the shared progress array. */
-export type PoolRequest = { kind: 'describe' } | { kind: 'run'; items: BatchItem[]; progressAt: number };
+export type PoolRequest = { kind: 'describe' } | { kind: 'run'; items: BatchColumns; progressAt: number };
 
 export interface TaskInfo {
   name: string;
@@ -72,7 +91,7 @@ export interface ThreadConfig {
 
 /** `retiring`: the thread has run its share of tasks and exits right after this reply. */
 export interface BatchResult {
-  outcomes: Outcome[];
+  outcomes: OutcomeColumns;
   /** The thread exits after this reply (--max-tasks-per-thread). */
   retiring: boolean;
   /** The thread was already retiring when the batch arrived: none of it ran. */
