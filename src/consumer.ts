@@ -363,14 +363,15 @@ export class Consumer {
   /** An idle wait brought `f`: the loop takes over with fetch.lua. */
   #waited(f: Fetched, othersWaiting: number): void {
     // In quiet or stopped state the message stays in the processing list for the requeue.
-    const holds = this.#state === 'running' && this.#holding < this.#capacity;
+    const running = this.#state === 'running';
+    const holds = running && this.#holding < this.#capacity;
     // Each other wait can still bring one message: they keep waiting (re-arming them all per message
     // cost more than the message) unless the free capacity cannot hold one from each. Ended before
     // the message is handled: handling it logs `task:received`, and a producer that sends on seeing
     // that line must find the waits already ended, not grabbing its messages past the bound.
     if (this.#waitingForWork && this.#capacity - this.#holding - (holds ? 1 : 0) < othersWaiting) this.#waits.endOthers(f.pair);
     if (holds) this.#handle(f);
-    else if (this.#state === 'running') void this.#unfetch(f);
+    else if (running) void this.#unfetch(f);
     this.#wakeLoop();
   }
 
