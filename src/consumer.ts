@@ -65,6 +65,8 @@ interface Ready {
   fetched: Fetched;
   msg: TaskMessage;
   ignoreResult: boolean;
+  /** The thread needs the whole message (a bound task's `self.request`, or protocol 1's body). */
+  needsRaw: boolean;
   /** Seconds before the thread is terminated (message, then task, then worker default), or null. */
   hardLimit: number | null;
   /** Epoch ms the wait is counted from: sent (our producer's stamp) or due (ETA), else first seen. */
@@ -338,7 +340,7 @@ export class Consumer {
       const gone = new Set<Fetched>();
       pairs.forEach((pair, i) => {
         const diff = this.#reservations.compare(pair.processing, listed[i] ?? []);
-        for (const bytes of diff.strays) strays.push({ pair, bytes, raw: bytes.toString() });
+        for (const bytes of diff.strays) strays.push({ pair, bytes });
         for (const f of diff.gone) gone.add(f);
       });
       const moved = (await Promise.all(strays.map((f) => this.#broker.unfetch(f)))).filter(Boolean).length;
@@ -392,7 +394,7 @@ export class Consumer {
     this.#reservations.add(f);
     let msg: TaskMessage;
     try {
-      msg = decode(f.raw, { maxBytes: this.#o.maxMessageBytes });
+      msg = decode(f.bytes.toString(), { maxBytes: this.#o.maxMessageBytes });
     } catch (err) {
       const rejection = err instanceof ProtocolError ? err : new ProtocolError('E_PROTOCOL', String(err));
       this.#reject(f, rejection);
@@ -431,7 +433,7 @@ export class Consumer {
     const due = Math.max(msg.eta ?? Number.NEGATIVE_INFINITY, msg.rateSlot ?? Number.NEGATIVE_INFINITY);
     const enqueuedAt = Math.max(msg.sentAt ?? (due === Number.NEGATIVE_INFINITY ? now : Number.NEGATIVE_INFINITY), due);
     const hardLimit = msg.timeLimit[0] ?? info.timeLimit ?? this.#o.timeLimit;
-    this.#ready.push({ fetched: f, msg, ignoreResult: msg.ignoreResult || info.ignoreResult, hardLimit, enqueuedAt });
+    this.#ready.push({ fetched: f, msg, ignoreResult: msg.ignoreResult || info.ignoreResult, needsRaw: info.bind || msg.protocol === 1, hardLimit, enqueuedAt });
     this.#pump();
   }
 
@@ -456,7 +458,7 @@ export class Consumer {
       return;
     }
     const slot = now + delayMs;
-    this.#defer(f, msg, slot, queue, withHeaders(msg, { celeriac_rate_slot: slot }));
+    this.#defer(f, msg, slot, queue, withHeaders(f.bytes.toString(), { celeriac_rate_slot: slot }));
   }
 
   /**
@@ -506,7 +508,7 @@ export class Consumer {
     const limit = batch[0]?.hardLimit ?? null;
     const timer = limit === null ? null : setTimeout(() => controller.abort('time_limit' satisfies AbortReason), limit * 1000);
     const outcomes = await this.#pool.runBatch(
-      batch.map(({ msg, ignoreResult }) => ({ raw: msg.raw, body: msg.body, id: msg.id, task: msg.task, retries: msg.retries, softTimeLimit: msg.timeLimit[1], ignoreResult })),
+      batch.map(({ fetched, msg, ignoreResult, needsRaw }) => ({ raw: needsRaw ? fetched.bytes.toString() : null, body: msg.body, id: msg.id, task: msg.task, retries: msg.retries, softTimeLimit: msg.timeLimit[1], ignoreResult })),
       controller.signal,
     );
     if (timer) clearTimeout(timer);

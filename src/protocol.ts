@@ -20,9 +20,8 @@ export interface Embed {
   chord: unknown;
 }
 
+/** A decoded message. Its text is not kept (see Fetched in broker.ts): its bytes are the key in Redis. */
 export interface TaskMessage {
-  /** The message exactly as it sits in Redis: the key used to ack, defer or dead-letter it. */
-  readonly raw: string;
   readonly protocol: 1 | 2;
   /** Protocol 2: the decoded body's JSON text (`[args, kwargs, embed]`), which a pool thread parses. */
   readonly body: string | null;
@@ -244,8 +243,8 @@ export function decode(raw: string, options: DecodeOptions): TaskMessage {
 
   // Our own stamps live in the envelope headers of either protocol; Python ignores them.
   const stamps = { sentAt: epochMs(headers.celeriac_sent), rateSlot: epochMs(headers.celeriac_rate_slot) };
-  if (typeof headers.task === 'string') return decodeV2(raw, bodyText, headers, body, ids, priority, routingKey, stamps);
-  if (isObj(body) && 'task' in body) return decodeV1(raw, body, ids, priority, routingKey, stamps);
+  if (typeof headers.task === 'string') return decodeV2(bodyText, headers, body, ids, priority, routingKey, stamps);
+  if (isObj(body) && 'task' in body) return decodeV1(body, ids, priority, routingKey, stamps);
   throw new ProtocolError('E_PROTOCOL', 'neither a protocol v2 message (headers.task) nor a v1 body (body.task)', ids);
 }
 
@@ -273,7 +272,6 @@ function decodeBody(env: Fields, props: Fields): string {
 }
 
 function decodeV2(
-  raw: string,
   bodyText: string,
   headers: Obj,
   body: unknown,
@@ -288,7 +286,6 @@ function decodeV2(
   }
   const b = new Fields('body', { args: body[0], kwargs: body[1] }, ids);
   return Object.freeze({
-    raw,
     protocol: 2,
     body: bodyText,
     id: h.string('id'),
@@ -315,7 +312,6 @@ function decodeV2(
 
 /** Protocol v1 (`task_protocol=1`): everything is in the body; we run it like v2. */
 function decodeV1(
-  raw: string,
   body: Obj,
   ids: { taskId: string | null; taskName: string | null },
   priority: number,
@@ -329,7 +325,6 @@ function decodeV1(
   const f = new Fields('body', body, v1ids);
   const kwargs = body.kwargs === undefined || body.kwargs === null ? {} : f.object('kwargs');
   return Object.freeze({
-    raw,
     protocol: 1,
     body: null,
     id: f.string('id'),
@@ -456,11 +451,11 @@ function reprOf(value: unknown, open = '[', close = ']'): string {
 }
 
 /**
- * The message Celery publishes for a retry: the same message with `retries` + 1, the new ETA and a new
+ * The message Celery publishes for a retry of `raw` (decoded as `msg`): the same message with `retries` + 1, the new ETA and a new
  * delivery tag (body untouched, so arguments and callbacks carry over exactly). Protocol v1 messages
  * are retried as v2.
  */
-export function retryMessage(msg: TaskMessage, etaMs: number, queue: string): string {
+export function retryMessage(raw: string, msg: TaskMessage, etaMs: number, queue: string): string {
   if (msg.protocol === 1) {
     return encode({
       task: msg.task, args: msg.args, kwargs: msg.kwargs, id: msg.id, queue, priority: msg.priority, eta: etaMs,
@@ -469,12 +464,12 @@ export function retryMessage(msg: TaskMessage, etaMs: number, queue: string): st
     }).raw;
   }
   // A rate-limit slot was for the run that just ended; the retry reserves its own.
-  return withHeaders(msg, { retries: msg.retries + 1, eta: formatIsoTime(etaMs), celeriac_rate_slot: undefined });
+  return withHeaders(raw, { retries: msg.retries + 1, eta: formatIsoTime(etaMs), celeriac_rate_slot: undefined });
 }
 
-/** A protocol v2 message with some headers set (and a new delivery tag); the body is untouched. */
-export function withHeaders(msg: TaskMessage, headers: Readonly<Record<string, unknown>>): string {
-  const envelope = parseJson(msg.raw) as { headers: Record<string, unknown>; properties: Record<string, unknown> };
+/** A protocol v2 message (`raw`, as received) with some headers set and a new delivery tag; the body is untouched. */
+export function withHeaders(raw: string, headers: Readonly<Record<string, unknown>>): string {
+  const envelope = parseJson(raw) as { headers: Record<string, unknown>; properties: Record<string, unknown> };
   envelope.headers = { ...envelope.headers, ...headers };
   envelope.properties = { ...envelope.properties, delivery_tag: randomUUID() };
   return stringifyJson(envelope) as string;

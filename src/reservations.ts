@@ -8,7 +8,7 @@
 // (`gone`) was handed to another worker by a sweep while this one was presumed dead.
 //
 // Entries are the fetched objects themselves, so the hot path never hashes a message's text; only
-// `compare`, which runs after a reconnect, compares texts. Two byte-identical messages (a producer that
+// `compare`, which runs after a reconnect, compares bytes (as latin1 text, one character per byte). Two byte-identical messages (a producer that
 // sent one twice) are two entries.
 
 import type { Fetched } from './broker.js';
@@ -37,13 +37,14 @@ export class Reservations {
     const mine = new Map<string, Fetched[]>();
     for (const f of this.#held) {
       if (f.pair.processing !== processing) continue;
-      const same = mine.get(f.raw);
+      const text = f.bytes.toString('latin1');
+      const same = mine.get(text);
       if (same) same.push(f);
-      else mine.set(f.raw, [f]);
+      else mine.set(text, [f]);
     }
     const strays: Buffer[] = [];
     for (const bytes of listed) {
-      const same = mine.get(bytes.toString());
+      const same = mine.get(bytes.toString('latin1'));
       if (same && same.length > 0) same.pop();
       else strays.push(bytes);
     }

@@ -47,7 +47,7 @@ export class Transitions {
     const queue = msg.routingKey ?? f.pair.source;
     if (!outcome.ok && outcome.retryAt !== undefined) {
       const { exc, retryAt } = outcome;
-      const raw = retryMessage(msg, retryAt, queue);
+      const raw = retryMessage(f.bytes.toString(), msg, retryAt, queue);
       const meta = ignoreResult ? null : exceptionMeta('RETRY', msg.id, exc);
       const published = await this.persist({ event: 'retry:failed', taskId: msg.id, message: 'publishing a retry failed; trying again' }, () => this.#o.broker.retry(f.pair, f.bytes, raw, msg.id, meta));
       if (published) bus.emit('task:retried', { id: msg.id, name: msg.task, queue, eta: retryAt, retries: msg.retries + 1, excType: exc.excType, excMessage: exc.excMessage });
@@ -73,7 +73,7 @@ export class Transitions {
       queue: f.pair.source,
       hostname: this.#o.hostname,
       time: new Date().toISOString(),
-      raw: f.raw,
+      raw: f.bytes.toString(),
     });
     await this.#o.acks.deadLetter({ pair: f.pair, bytes: f.bytes, taskId: err.taskId, meta, record });
     this.#o.bus.emit('task:rejected', { id: err.taskId, name: err.taskName, queue: f.pair.source, code: err.code, reason: err.message });

@@ -23,7 +23,7 @@ export function toBatchColumns(items: readonly BatchItem[]): BatchColumns {
 
 export function fromBatchColumns(c: BatchColumns): BatchItem[] {
   return c.id.map((id, i) => ({
-    raw: c.raw[i] as string,
+    raw: c.raw[i] ?? null,
     body: c.body[i] ?? null,
     id,
     task: c.task[i] as string,

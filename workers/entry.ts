@@ -79,7 +79,7 @@ async function run(item: BatchItem): Promise<Outcome> {
     return { ok: false, runtimeMs: 0, exc: { excType: 'NotRegistered', excModule: 'celery.exceptions', excMessage: item.task, traceback: null } };
   }
   // Only a bound task reads `self.request`, the one reason to decode the whole message again.
-  const request = def.options.bind || item.body === null ? requestOf(item.raw, item.ignoreResult) : null;
+  const request = def.options.bind || item.body === null ? requestOf(item.raw as string, item.ignoreResult) : null;
   const data: Call = request ?? callOf(item);
   let value: unknown;
   // Celery's order: the message's limit, then the task's, then the worker's.
@@ -183,7 +183,7 @@ export default async function handle(req: PoolRequest): Promise<BatchResult | Ma
   await load();
   if (req.kind === 'describe') {
     return {
-      tasks: allTasks().map((t) => ({ name: t.name, ignoreResult: t.options.ignoreResult, timeLimit: t.options.timeLimit, softTimeLimit: t.options.softTimeLimit, rateIntervalMs: t.options.rateIntervalMs })),
+      tasks: allTasks().map((t) => ({ name: t.name, ignoreResult: t.options.ignoreResult, timeLimit: t.options.timeLimit, softTimeLimit: t.options.softTimeLimit, rateIntervalMs: t.options.rateIntervalMs, bind: t.options.bind })),
     };
   }
   return runBatch(fromBatchColumns(req.items), req.progressAt);

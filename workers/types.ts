@@ -29,7 +29,8 @@ export interface RequestData {
  * bytes for most tasks) and decodes the whole raw message again only to build `self.request`.
  */
 export interface BatchItem {
-  raw: string;
+  /** The whole message, sent only when the thread needs it (a bound task, or protocol 1); else null. */
+  raw: string | null;
   /** The body's JSON text, `[args, kwargs, embed]`; null (protocol 1): the thread decodes `raw`. */
   body: string | null;
   id: string;
@@ -42,7 +43,7 @@ export interface BatchItem {
 
 /** A batch as it is posted to a thread (columns.ts): index i of every array is task i. */
 export interface BatchColumns {
-  raw: string[];
+  raw: (string | null)[];
   body: (string | null)[];
   id: string[];
   task: string[];
@@ -76,6 +77,8 @@ export interface TaskInfo {
   softTimeLimit: number | null;
   /** Milliseconds between starts under the task's rate limit (all workers together), or null. */
   rateIntervalMs: number | null;
+  /** Reads `self.request`: its thread needs the whole message. */
+  bind: boolean;
 }
 
 /** Set once per thread through Piscina's workerData. */
