@@ -451,9 +451,9 @@ function reprOf(value: unknown, open = '[', close = ']'): string {
 }
 
 /**
- * The message Celery publishes for a retry of `raw` (decoded as `msg`): the same message with `retries` + 1, the new ETA and a new
- * delivery tag (body untouched, so arguments and callbacks carry over exactly). Protocol v1 messages
- * are retried as v2.
+ * The message Celery publishes for a retry of `raw` (decoded as `msg`): the same message with
+ * `retries` + 1, the new ETA and a new delivery tag (body untouched, so arguments and callbacks carry
+ * over exactly). Protocol v1 messages are retried as v2.
  */
 export function retryMessage(raw: string, msg: TaskMessage, etaMs: number, queue: string): string {
   if (msg.protocol === 1) {

@@ -8,8 +8,8 @@
 // (`gone`) was handed to another worker by a sweep while this one was presumed dead.
 //
 // Entries are the fetched objects themselves, so the hot path never hashes a message's text; only
-// `compare`, which runs after a reconnect, compares bytes (as latin1 text, one character per byte). Two byte-identical messages (a producer that
-// sent one twice) are two entries.
+// `compare`, which runs after a reconnect, compares bytes (as latin1 text, one character per byte).
+// Two byte-identical messages (a producer that sent one twice) are two entries.
 
 import type { Fetched } from './broker.js';
 

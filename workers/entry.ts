@@ -78,8 +78,9 @@ async function run(item: BatchItem): Promise<Outcome> {
   if (!def) {
     return { ok: false, runtimeMs: 0, exc: { excType: 'NotRegistered', excModule: 'celery.exceptions', excMessage: item.task, traceback: null } };
   }
-  // Only a bound task reads `self.request`, the one reason to decode the whole message again.
-  const request = def.options.bind || item.body === null ? requestOf(item.raw as string, item.ignoreResult) : null;
+  // The supervisor sends the whole message only when it must be decoded again: a bound task reads
+  // `self.request`, and protocol 1 has no separate body.
+  const request = item.raw === null ? null : requestOf(item.raw, item.ignoreResult);
   const data: Call = request ?? callOf(item);
   let value: unknown;
   // Celery's order: the message's limit, then the task's, then the worker's.
