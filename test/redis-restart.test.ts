@@ -2,7 +2,7 @@
 // reports not-ready, reconnects by itself and goes on; every result stored before the crash (and
 // fsynced) is still there, and every task still in a list runs. A fetch whose reply was lost in a
 // dropped connection leaves a message in the worker's processing list that it never saw: after the
-// reconnect the worker finds it and hands it back.
+// reconnect the worker finds it and hands it back, telling messages apart by their bytes.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +14,25 @@ import { encodeCall } from '../src/producer.js';
 
 const env = useRedis({ appendonly: true });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Closes the worker's command connection from the server side, as a network drop would. */
+async function dropCommandConnection(hostname: string): Promise<void> {
+  const clients = (await env.raw.client('LIST')) as string;
+  const own = /^id=(\d+) .* name=celeriac:(\S+) /m;
+  const line = clients.split('\n').find((l) => own.exec(l)?.[2] === hostname);
+  assert.ok(line, `the worker's command connection is listed: ${clients}`);
+  await env.raw.client('KILL', 'ID', (own.exec(line) as RegExpExecArray)[1] as string);
+}
+
+/** A message whose `note` header holds a byte that is not UTF-8 (0xFF): only its bytes identify it. */
+function notUtf8(name: string, args: unknown[], taskId: string): Buffer {
+  const { msg } = encodeCall({ name, args, options: { taskId, headers: { note: 'X' } } }, { routes: {}, defaultQueue: 'celery' }, Date.now());
+  const bytes = Buffer.from(msg.raw);
+  const at = bytes.indexOf('"note":"X"') + '"note":"'.length;
+  assert.ok(at > 10, 'the note header is in the message');
+  bytes[at] = 0xff;
+  return bytes;
+}
 
 test('SIGKILL of Redis mid-stream: nothing acked is lost, every queued task runs, the worker goes on', async () => {
   const port = await freePort();
@@ -73,17 +92,38 @@ test('a message moved into the processing list by a fetch whose reply was lost r
     await sleep(1500);
     assert.equal(await env.raw.exists('celery-task-meta-stray-1'), 0, 'unseen, it does not run by itself');
 
-    const clients = await env.raw.client('LIST') as string;
-    const own = /^id=(\d+) .* name=celeriac:(\S+) /m;
-    const line = clients.split('\n').find((l) => own.exec(l)?.[2] === hostname);
-    assert.ok(line, `the worker's command connection is listed: ${clients}`);
-    await env.raw.client('KILL', 'ID', (own.exec(line) as RegExpExecArray)[1] as string);
+    await dropCommandConnection(hostname);
 
     const result = await env.client.result('stray-1').get({ timeout: 10_000 });
     assert.equal(result, 5);
     const reconciled = await worker.waitFor((l) => l.event === 'worker:reconciled', 5000, 'worker:reconciled line');
     assert.equal(reconciled.count, 1);
     assert.equal(await env.raw.llen(`celeriac:processing:${hostname}:celery`), 0, 'nothing left reserved');
+  } finally {
+    await worker.stop();
+  }
+});
+
+test('after a reconnect, messages that are not UTF-8 are told apart by their bytes: the running one stays, a stray one is handed back', async () => {
+  const worker = await startWorker({ url: env.redis.url, concurrency: 1 });
+  try {
+    const hostname = String(worker.lines[0]?.hostname);
+    const processing = `celeriac:processing:${hostname}:celery`;
+    await env.raw.lpush('celery', notUtf8('celery_app.tasks.sleep', [1.5], 'bin-running'));
+    await worker.waitFor((l) => l.event === 'task:received' && l.task_id === 'bin-running', 10_000, 'the sleep task to be received');
+    const stray = notUtf8('celery_app.tasks.add', [4, 5], 'bin-stray');
+    await env.raw.lpush(processing, stray);
+    await dropCommandConnection(hostname);
+
+    assert.equal(await env.client.result('bin-stray').get({ timeout: 10_000 }), 9);
+    assert.equal(await env.client.result('bin-running').get({ timeout: 10_000 }), 1.5);
+    const reconciled = await worker.waitFor((l) => l.event === 'worker:reconciled', 5000, 'worker:reconciled line');
+    assert.equal(reconciled.count, 1, 'only the stray was handed back');
+    await sleep(500);
+    const received = worker.events('task:received').map((l) => l.task_id);
+    assert.deepEqual(received.filter((id) => id === 'bin-running'), ['bin-running'], 'the running task was not handed back to run again');
+    assert.equal(await env.raw.llen(processing), 0, 'both acks removed their exact bytes');
+    assert.equal(await env.raw.llen('celery'), 0);
   } finally {
     await worker.stop();
   }
