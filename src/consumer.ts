@@ -111,6 +111,8 @@ export class Consumer {
   /** Moving average of the run time of each task name, in ms, for sizing batches. */
   readonly #runtimeMs = new Map<string, number>();
   #wake: (() => void) | null = null;
+  /** A wake came while the loop was awake (a reconnect during a fetch, say): its next sleep is skipped. */
+  #wakePending = false;
   /** The loop sleeps because no list had work (not because the capacity is used up). */
   #waitingForWork = false;
   #idleWaiters: (() => void)[] = [];
@@ -279,8 +281,6 @@ export class Consumer {
         fetched.forEach((f, i) => (i < room ? this.#handle(f) : void this.#unfetch(f)));
         continue;
       }
-      this.#waitingForWork = true;
-      this.#waits.arm();
       await this.#sleep(true);
     }
   }
@@ -293,7 +293,15 @@ export class Consumer {
   /** An outcome is known and its write begins: its prefetch slot is free from now on. */
   #beginWrite(): void {
     this.#writes += 1;
-    if (!this.#waitingForWork) this.#wakeLoop();
+    this.#capacityFreed();
+  }
+
+  /**
+   * Only a loop asleep on a full capacity needs this: an awake one reads the capacity at its next
+   * turn, and an idle one is woken by its blocking waits.
+   */
+  #capacityFreed(): void {
+    if (this.#wake !== null && !this.#waitingForWork) this.#wakeLoop();
   }
 
   /** Step-major order with the queues rotated on every call, as kombu does, so no queue starves. */
@@ -303,8 +311,18 @@ export class Consumer {
     return this.#pairsByStep.flatMap((pairs) => (n === 1 ? pairs : [...pairs.slice(r), ...pairs.slice(0, r)]));
   }
 
+  /**
+   * Until #wakeLoop; sleeping for work arms the idle waits. A wake that came while the loop was awake
+   * ends this sleep before it starts: the loop decided to sleep without seeing what that wake was for
+   * (a reconcile asked for while a fetch was out stayed unasked until the next message otherwise).
+   */
   #sleep(forWork: boolean): Promise<void> {
+    if (this.#wakePending) {
+      this.#wakePending = false;
+      return Promise.resolve();
+    }
     this.#waitingForWork = forWork;
+    if (forWork) this.#waits.arm();
     return new Promise((resolve) => {
       this.#wake = resolve;
     });
@@ -315,7 +333,8 @@ export class Consumer {
     this.#wake = null;
     this.#waitingForWork = false;
     this.#waits.disarm();
-    wake?.();
+    if (wake) wake();
+    else this.#wakePending = true;
   }
 
   /**
@@ -582,8 +601,7 @@ export class Consumer {
       this.#reservations.delete(done);
       this.#writes -= 1;
     }
-    // Only a loop stopped by a full capacity needs this; an idle one is woken by its blocking waits.
-    if (!this.#waitingForWork) this.#wakeLoop();
+    this.#capacityFreed();
     this.#checkIdle();
   }
 
