@@ -139,7 +139,7 @@ export class Broker {
 
   /** A new connection for blocking reads, so a BLMOVE never delays acks on the command connection. */
   blockingConnection(name: string): Redis {
-    const conn = connect(this.#url, { connectionName: name, enableAutoPipelining: false });
+    const conn = connect(this.#url, { connectionName: name });
     conn.on('error', () => undefined);
     // The server knows this connection by another id once it reconnects.
     conn.on('close', () => this.#clientIds.delete(conn));

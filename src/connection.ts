@@ -36,7 +36,11 @@ export function redisOptions(url: string, extra: RedisOptions = {}): RedisOption
   return {
     // A worker outlives Redis restarts: commands wait for the reconnect instead of failing the loop.
     maxRetriesPerRequest: null,
-    enableAutoPipelining: true,
+    // Off: ioredis builds a Pipeline per tick for it, which cost the worker's command connection a
+    // quarter of the supervisor's CPU in a no-op drain (44 → 33 µs per task, 13.7k → 16.5k tasks/s in
+    // three interleaved pairs) and more with 5 ms tasks. What must travel together is sent as one
+    // MULTI, script or explicit pipeline instead.
+    enableAutoPipelining: false,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 8), 2000),
     ...(tls ? { tls } : {}),
     ...extra,

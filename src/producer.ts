@@ -73,8 +73,8 @@ export class Client {
 
   constructor(options: ClientOptions = {}) {
     const url = options.brokerUrl ?? DEFAULT_BROKER_URL;
-    this.#cmd = connect(url, { connectionName: 'celeriac:producer', enableAutoPipelining: false });
-    this.#sub = connect(url, { connectionName: 'celeriac:results', enableAutoPipelining: false });
+    this.#cmd = connect(url, { connectionName: 'celeriac:producer' });
+    this.#sub = connect(url, { connectionName: 'celeriac:results' });
     // Connection errors while Redis is away are retried by ioredis and felt by the commands that wait
     // for it; without a listener ioredis would print each retry to stderr as "Unhandled error event".
     for (const conn of [this.#cmd, this.#sub]) conn.on('error', () => undefined);
