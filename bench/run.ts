@@ -740,7 +740,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
   },
 
   async cpu() {
-    const prefetches = MODE === 'full' ? [1, 4, 8] : MODE === 'quick' ? [8] : [1];
+    const prefetches = MODE === 'full' ? [4, 16, 32] : MODE === 'quick' ? [16] : [1];
     for (const p of prefetches) {
       const f = await repeat(REPS, () => celeriacDrain(N.cpu, CORES, p, 'burn'));
       record('cpu', 'celeriac', `-c ${CORES} --prefetch-multiplier ${p}`, { jobs_per_s: f.jobs_per_s as number, efficiency: (f.jobs_per_s as number) / ideal });

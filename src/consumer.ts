@@ -39,11 +39,13 @@ import { MAX_BATCH, type Outcome, type TaskInfo } from '../workers/types.js';
 
 /**
  * Tasks expected to take less than this together share a batch (one message to a thread). Each batch
- * costs a hop to the thread and back (0.2-0.4 ms measured on 2 cores under load, the thread idle
- * meanwhile), so batches of 5 ms tasks kept the threads 20 % idle; at 20 ms the hop is a few percent.
- * Batches form only from a backlog (an even share of what waits), so a lone task never waits.
+ * costs a hop to the thread and back, and under load more: the supervisor's work for a finished batch
+ * (its ack, the next dispatch, a fetch: 1-1.5 ms of CPU on 2 cores) runs on the core the thread just
+ * freed, so the thread waits that long for it. With 5 ms tasks, 20 ms batches (3 tasks) left the
+ * threads 8% idle between tasks and 50 ms batches 4% (2,000 tasks per thread, `-c 2`). Batches form
+ * only from a backlog (an even share of what waits), so a lone task never waits.
  */
-const BATCH_BUDGET_MS = 20;
+const BATCH_BUDGET_MS = 50;
 /** A rate slot this close is taken at once rather than waited for in the ETA set. */
 const RATE_SLACK_MS = 5;
 /** Weight of the newest run time in a task name's moving average. */
