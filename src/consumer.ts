@@ -31,7 +31,7 @@ import { Reservations } from './reservations.js';
 import type { AbortReason, Pool } from './pool.js';
 import type { Lease } from './recovery.js';
 import type { Revocations } from './revocations.js';
-import { decode, withHeaders, type TaskMessage } from './protocol.js';
+import { decodeEnvelope, withHeaders, type TaskEnvelope } from './protocol.js';
 import type { Scheduler } from './scheduler.js';
 import { Transitions } from './transitions.js';
 import { IdleWaits } from './waits.js';
@@ -65,7 +65,7 @@ export interface ConsumerOptions {
 interface Ready {
   /** The message as fetched: the reservation, and what acks remove by. */
   fetched: Fetched;
-  msg: TaskMessage;
+  msg: TaskEnvelope;
   ignoreResult: boolean;
   /** The thread needs the whole message (a bound task's `self.request`, or protocol 1's body). */
   needsRaw: boolean;
@@ -413,9 +413,9 @@ export class Consumer {
 
   #handle(f: Fetched): void {
     this.#reservations.add(f);
-    let msg: TaskMessage;
+    let msg: TaskEnvelope;
     try {
-      msg = decode(f.bytes.toString(), { maxBytes: this.#o.maxMessageBytes });
+      msg = decodeEnvelope(f.bytes.toString(), { maxBytes: this.#o.maxMessageBytes });
     } catch (err) {
       const rejection = err instanceof ProtocolError ? err : new ProtocolError('E_PROTOCOL', String(err));
       this.#reject(f, rejection);
@@ -448,7 +448,7 @@ export class Consumer {
     this.#makeReady(f, msg, info, now);
   }
 
-  #makeReady(f: Fetched, msg: TaskMessage, info: TaskInfo, now: number): void {
+  #makeReady(f: Fetched, msg: TaskEnvelope, info: TaskInfo, now: number): void {
     // Python producers stamp no send time: their wait counts from the ETA (or rate slot) or from when
     // we first saw it.
     const due = Math.max(msg.eta ?? Number.NEGATIVE_INFINITY, msg.rateSlot ?? Number.NEGATIVE_INFINITY);
@@ -463,7 +463,7 @@ export class Consumer {
    * ETA set, stamped with its slot so that it runs without asking again, so a backlog under a rate limit
    * waits in Redis, not in this worker's memory.
    */
-  async #rateLimit(f: Fetched, msg: TaskMessage, info: TaskInfo, intervalMs: number, queue: string): Promise<void> {
+  async #rateLimit(f: Fetched, msg: TaskEnvelope, info: TaskInfo, intervalMs: number, queue: string): Promise<void> {
     this.#active += 1;
     const delayMs = await this.#transitions.persist({ event: 'rate:failed', taskId: msg.id, message: 'reserving a rate slot failed; retrying' }, () => this.#broker.rateSlot(msg.task, intervalMs), () => this.#state === 'running');
     this.#active -= 1;
@@ -540,6 +540,10 @@ export class Consumer {
       if ('notRun' in outcome) {
         this.#active -= 1;
         again.push(r);
+      } else if ('rejected' in outcome) {
+        // Its thread could not decode the body: dead-lettered like a bad envelope, though counted as started.
+        this.#active -= 1;
+        this.#reject(r.fetched, new ProtocolError('E_PROTOCOL', outcome.rejected, { taskId: r.msg.id, taskName: r.msg.task }));
       } else if ('aborted' in outcome && outcome.aborted === 'terminate') {
         this.#active -= 1;
         this.#revoke(r.fetched, r.msg, 'terminated');
@@ -585,11 +589,11 @@ export class Consumer {
     this.#write(f, () => this.#transitions.deadLetter(f, err));
   }
 
-  #revoke(f: Fetched, msg: TaskMessage, reason: string): void {
+  #revoke(f: Fetched, msg: TaskEnvelope, reason: string): void {
     this.#write(f, () => this.#transitions.revoke(f, msg, reason));
   }
 
-  #defer(f: Fetched, msg: TaskMessage, eta: number, queue: string, stored?: string | Buffer): void {
+  #defer(f: Fetched, msg: TaskEnvelope, eta: number, queue: string, stored?: string | Buffer): void {
     this.#write(f, () => this.#transitions.defer(f, msg, eta, queue, stored));
   }
 

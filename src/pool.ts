@@ -24,7 +24,7 @@ import { Piscina } from 'piscina';
 import { AppLoadError } from './errors.js';
 import type { EventBus } from './events.js';
 import { fromOutcomeColumns, toBatchColumns } from '../workers/columns.js';
-import { MAX_BATCH, TaskProgress, type BatchItem, type BatchResult, type Manifest, type Outcome, type ThreadConfig } from '../workers/types.js';
+import { MAX_BATCH, TaskProgress, type BatchItem, type BatchResult, type Manifest, type Outcome, type ThreadConfig, type ThreadOutcome } from '../workers/types.js';
 
 const ENTRY = fileURLToPath(new URL('../workers/entry.js', import.meta.url));
 
@@ -45,7 +45,7 @@ export interface PoolOptions {
 export type AbortReason = 'time_limit' | 'terminate';
 
 /** What became of one task of a batch. */
-export type BatchOutcome = Outcome | { notRun: true } | { aborted: AbortReason; runtimeMs: number };
+export type BatchOutcome = ThreadOutcome | { notRun: true } | { aborted: AbortReason; runtimeMs: number };
 
 /** Turns `-A` into something `import()` inside a thread resolves the same way from anywhere. */
 export function resolveApp(app: string): string {

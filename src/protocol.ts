@@ -1,7 +1,8 @@
 // Celery's message protocol (v2, and v1 for old producers) inside kombu's Redis envelope.
-// `decode` turns the exact string popped from Redis into a validated, frozen TaskMessage or throws a
-// ProtocolError whose message is the dead-letter reason; `encode` writes what Celery's `apply_async`
-// writes. Pure: no I/O, no clock except where a caller passes `now`.
+// `decodeEnvelope` turns the exact string popped from Redis into a validated, frozen TaskEnvelope (what
+// the worker decides by), `decodeBody` reads a v2 body's call where the task runs, and `decode` does
+// both; each throws a ProtocolError whose message is the dead-letter reason. `encode` writes what
+// Celery's `apply_async` writes. Pure: no I/O, no clock except where a caller passes `now`.
 // What it does not do: know which tasks exist (the consumer checks that) or touch the result format
 // (results.ts).
 
@@ -20,16 +21,28 @@ export interface Embed {
   chord: unknown;
 }
 
-/** A decoded message. Its text is not kept (see Fetched in broker.ts): its bytes are the key in Redis. */
-export interface TaskMessage {
-  readonly protocol: 1 | 2;
-  /** Protocol 2: the decoded body's JSON text (`[args, kwargs, embed]`), which a pool thread parses. */
-  readonly body: string | null;
-  readonly id: string;
-  readonly task: string;
+/**
+ * A v2 body as the envelope carries it: `[args, kwargs, embed]` as JSON, base64-encoded when
+ * `properties.body_encoding` says so. The supervisor passes it on as it is; `decodeBody` reads it in
+ * the pool thread that runs the task, so the supervisor's thread never decodes arguments it does not
+ * use.
+ */
+export interface RawBody {
+  readonly text: string;
+  readonly base64: boolean;
+}
+
+/** What a task is called with. */
+export interface TaskCall {
   readonly args: readonly unknown[];
   readonly kwargs: Readonly<Record<string, unknown>>;
   readonly embed: Embed;
+}
+
+/** The fields of a message the worker decides by. Its text is not kept (see Fetched in broker.ts): its bytes are the key in Redis. */
+interface EnvelopeFields {
+  readonly id: string;
+  readonly task: string;
   readonly retries: number;
   /** Epoch milliseconds, or null. */
   readonly eta: number | null;
@@ -52,6 +65,15 @@ export interface TaskMessage {
   /** Every header as received, unknown ones included, for re-publishing. */
   readonly headers: Readonly<Record<string, unknown>>;
 }
+
+/**
+ * A message with its envelope validated. Protocol 2's call is still in its `body`; protocol 1 keeps
+ * every field in the body, so its call was read with them.
+ */
+export type TaskEnvelope = EnvelopeFields & ({ readonly protocol: 1; readonly body: null; readonly call: TaskCall } | { readonly protocol: 2; readonly body: RawBody; readonly call: null });
+
+/** A message decoded whole. */
+export type TaskMessage = TaskEnvelope & TaskCall;
 
 export interface DecodeOptions {
   /** Messages longer than this (in UTF-16 code units of the raw string, close to bytes for JSON) are refused. */
@@ -197,8 +219,18 @@ function parseEmbed(f: Fields, value: unknown): Embed {
   return { callbacks: e.optArray('callbacks'), errbacks: e.optArray('errbacks'), chain: e.optArray('chain'), chord: value.chord ?? null };
 }
 
-/** Decode one raw message. Throws ProtocolError (code and reason) for anything we must not run. */
+/** Decodes one raw message whole. Throws ProtocolError (code and reason) for anything we must not run. */
 export function decode(raw: string, options: DecodeOptions): TaskMessage {
+  const env = decodeEnvelope(raw, options);
+  return env.protocol === 1 ? Object.freeze({ ...env, ...env.call }) : Object.freeze({ ...env, ...decodeBody(env.body, { taskId: env.id, taskName: env.task }) });
+}
+
+/**
+ * Decodes what the worker decides by (task, id, ETA, expiry, limits, ...), leaving a v2 body as it
+ * came. Throws ProtocolError (code and reason) for an envelope we must not run; a v2 body that
+ * `decodeBody` refuses is found where the task would run.
+ */
+export function decodeEnvelope(raw: string, options: DecodeOptions): TaskEnvelope {
   if (raw.length > options.maxBytes) {
     let ids = { taskId: null as string | null, taskName: null as string | null };
     try {
@@ -228,24 +260,29 @@ export function decode(raw: string, options: DecodeOptions): TaskMessage {
   if (typeof encoding !== 'string' || !['utf-8', 'utf8'].includes(encoding.toLowerCase())) {
     throw new ProtocolError('E_PROTOCOL', `content encoding ${String(encoding)} is not supported: only utf-8`, ids);
   }
-  const bodyText = decodeBody(env, new Fields('envelope.properties', props, ids));
-  let body: unknown;
-  try {
-    body = parseJson(bodyText);
-  } catch (err) {
-    throw new ProtocolError('E_PROTOCOL', `body is not JSON: ${(err as Error).message}`, ids);
-  }
-
   const p = new Fields('envelope.properties', props, ids);
+  const body = rawBody(env, p);
   const priority = p.optInt('priority', 0) ?? 0;
   const deliveryInfo = isObj(props.delivery_info) ? props.delivery_info : {};
   const routingKey = typeof deliveryInfo.routing_key === 'string' ? deliveryInfo.routing_key : null;
 
   // Our own stamps live in the envelope headers of either protocol; Python ignores them.
   const stamps = { sentAt: epochMs(headers.celeriac_sent), rateSlot: epochMs(headers.celeriac_rate_slot) };
-  if (typeof headers.task === 'string') return decodeV2(bodyText, headers, body, ids, priority, routingKey, stamps);
-  if (isObj(body) && 'task' in body) return decodeV1(body, ids, priority, routingKey, stamps);
+  if (typeof headers.task === 'string') return envelopeV2(body, headers, ids, priority, routingKey, stamps);
+  // Protocol 1 has its headers in the body: it is read here.
+  const v1 = parseBody(body, ids);
+  if (isObj(v1) && 'task' in v1) return decodeV1(v1, ids, priority, routingKey, stamps);
   throw new ProtocolError('E_PROTOCOL', 'neither a protocol v2 message (headers.task) nor a v1 body (body.task)', ids);
+}
+
+/** A v2 body's call, `[args, kwargs, embed]`. Throws ProtocolError; `ids` name the message in it. */
+export function decodeBody(body: RawBody, ids: { taskId: string | null; taskName: string | null }): TaskCall {
+  const value = parseBody(body, ids);
+  if (!Array.isArray(value) || value.length < 2 || value.length > 3) {
+    throw new ProtocolError('E_PROTOCOL', 'body: expected [args, kwargs, embed]', ids);
+  }
+  const b = new Fields('body', { args: value[0], kwargs: value[1] }, ids);
+  return { args: b.array('args'), kwargs: b.object('kwargs'), embed: parseEmbed(b, value[2]) };
 }
 
 interface Stamps {
@@ -255,44 +292,47 @@ interface Stamps {
 
 const epochMs = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
-function decodeBody(env: Fields, props: Fields): string {
-  const body = env.source.body;
-  if (typeof body !== 'string') env.fail('body', 'a string');
+/** The body as it came, refused early only when it cannot be a body at all. */
+function rawBody(env: Fields, props: Fields): RawBody {
+  const text = env.source.body;
+  if (typeof text !== 'string') env.fail('body', 'a string');
   const bodyEncoding = props.optString('body_encoding');
-  if (bodyEncoding === null) return body;
-  if (bodyEncoding !== 'base64') {
+  if (bodyEncoding !== null && bodyEncoding !== 'base64') {
     throw new ProtocolError('E_PROTOCOL', `body encoding ${bodyEncoding} is not supported: only base64`, env.ids);
   }
-  if (body.length % 4 !== 0 || !BASE64.test(body)) {
-    throw new ProtocolError('E_PROTOCOL', 'body is not valid base64', env.ids);
-  }
-  const bytes = Buffer.from(body, 'base64');
-  if (!isUtf8(bytes)) throw new ProtocolError('E_PROTOCOL', 'body is not valid UTF-8', env.ids);
-  return bytes.toString('utf8');
+  return { text, base64: bodyEncoding !== null };
 }
 
-function decodeV2(
-  bodyText: string,
+function parseBody(body: RawBody, ids: { taskId: string | null; taskName: string | null }): unknown {
+  let text = body.text;
+  if (body.base64) {
+    if (text.length % 4 !== 0 || !BASE64.test(text)) throw new ProtocolError('E_PROTOCOL', 'body is not valid base64', ids);
+    const bytes = Buffer.from(text, 'base64');
+    if (!isUtf8(bytes)) throw new ProtocolError('E_PROTOCOL', 'body is not valid UTF-8', ids);
+    text = bytes.toString('utf8');
+  }
+  try {
+    return parseJson(text);
+  } catch (err) {
+    throw new ProtocolError('E_PROTOCOL', `body is not JSON: ${(err as Error).message}`, ids);
+  }
+}
+
+function envelopeV2(
+  body: RawBody,
   headers: Obj,
-  body: unknown,
   ids: { taskId: string | null; taskName: string | null },
   priority: number,
   routingKey: string | null,
   stamps: Stamps,
-): TaskMessage {
+): TaskEnvelope {
   const h = new Fields('headers', headers, ids);
-  if (!Array.isArray(body) || body.length < 2 || body.length > 3) {
-    throw new ProtocolError('E_PROTOCOL', 'body: expected [args, kwargs, embed]', ids);
-  }
-  const b = new Fields('body', { args: body[0], kwargs: body[1] }, ids);
   return Object.freeze({
     protocol: 2,
-    body: bodyText,
+    body,
+    call: null,
     id: h.string('id'),
     task: h.string('task'),
-    args: b.array('args'),
-    kwargs: b.object('kwargs'),
-    embed: parseEmbed(b, body[2]),
     retries: h.optInt('retries', 0) ?? 0,
     eta: h.optTime('eta'),
     expires: h.optTime('expires'),
@@ -317,7 +357,7 @@ function decodeV1(
   priority: number,
   routingKey: string | null,
   stamps: Stamps,
-): TaskMessage {
+): TaskEnvelope {
   const v1ids = {
     taskId: typeof body.id === 'string' && body.id ? body.id : ids.taskId,
     taskName: typeof body.task === 'string' && body.task ? body.task : ids.taskName,
@@ -327,11 +367,13 @@ function decodeV1(
   return Object.freeze({
     protocol: 1,
     body: null,
+    call: {
+      args: body.args === undefined || body.args === null ? [] : f.array('args'),
+      kwargs,
+      embed: { callbacks: f.optArray('callbacks'), errbacks: f.optArray('errbacks'), chain: null, chord: body.chord ?? null },
+    },
     id: f.string('id'),
     task: f.string('task'),
-    args: body.args === undefined || body.args === null ? [] : f.array('args'),
-    kwargs,
-    embed: { callbacks: f.optArray('callbacks'), errbacks: f.optArray('errbacks'), chain: null, chord: body.chord ?? null },
     retries: f.optInt('retries', 0) ?? 0,
     eta: f.optTime('eta'),
     expires: f.optTime('expires'),
@@ -455,12 +497,12 @@ function reprOf(value: unknown, open = '[', close = ']'): string {
  * `retries` + 1, the new ETA and a new delivery tag (body untouched, so arguments and callbacks carry
  * over exactly). Protocol v1 messages are retried as v2.
  */
-export function retryMessage(raw: string, msg: TaskMessage, etaMs: number, queue: string): string {
+export function retryMessage(raw: string, msg: TaskEnvelope, etaMs: number, queue: string): string {
   if (msg.protocol === 1) {
     return encode({
-      task: msg.task, args: msg.args, kwargs: msg.kwargs, id: msg.id, queue, priority: msg.priority, eta: etaMs,
+      task: msg.task, args: msg.call.args, kwargs: msg.call.kwargs, id: msg.id, queue, priority: msg.priority, eta: etaMs,
       expires: msg.expires, retries: msg.retries + 1, timeLimit: msg.timeLimit, ignoreResult: msg.ignoreResult,
-      rootId: msg.rootId, parentId: msg.parentId, group: msg.group, embed: msg.embed,
+      rootId: msg.rootId, parentId: msg.parentId, group: msg.group, embed: msg.call.embed,
     }).raw;
   }
   // A rate-limit slot was for the run that just ended; the retry reserves its own.

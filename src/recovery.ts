@@ -16,7 +16,7 @@ import { HostnameInUseError, ProtocolError, REJECTION_EXCEPTIONS } from './error
 import type { EventBus } from './events.js';
 import { processingIndex, processingList, SWEEP_LEASE_KEY, WORKERS_KEY } from './keys.js';
 import type { Logger } from './logger.js';
-import { decode } from './protocol.js';
+import { decodeEnvelope } from './protocol.js';
 import { exceptionMeta } from './results.js';
 
 /** How long a message's recovery count is remembered. */
@@ -199,7 +199,7 @@ async function recoverFrom(broker: Broker, bus: EventBus, from: string, o: Recov
   for (const raw of dead) {
     let ids: { taskId: string | null; taskName: string | null; queue: string | null } = { taskId: null, taskName: null, queue: null };
     try {
-      const msg = decode(raw, { maxBytes: Number.POSITIVE_INFINITY });
+      const msg = decodeEnvelope(raw, { maxBytes: Number.POSITIVE_INFINITY });
       ids = { taskId: msg.id, taskName: msg.task, queue: msg.routingKey };
     } catch (err) {
       if (err instanceof ProtocolError) ids = { taskId: err.taskId, taskName: err.taskName, queue: null };

@@ -12,7 +12,7 @@ import type { Broker, Fetched } from './broker.js';
 import { REJECTION_EXCEPTIONS, type ProtocolError } from './errors.js';
 import type { EventBus } from './events.js';
 import type { Logger } from './logger.js';
-import { retryMessage, type TaskMessage } from './protocol.js';
+import { retryMessage, type TaskEnvelope } from './protocol.js';
 import { exceptionMeta, successMeta } from './results.js';
 import type { Scheduler } from './scheduler.js';
 import type { Outcome } from '../workers/types.js';
@@ -42,7 +42,7 @@ export class Transitions {
    * A task ran: its retry replaces the message (a retry outcome), or its result is stored with the ack
    * (SUCCESS or FAILURE, nothing under ignore_result). `enqueuedAt` starts the end-to-end latency.
    */
-  async complete(f: Fetched, msg: TaskMessage, outcome: Outcome, ignoreResult: boolean, enqueuedAt: number): Promise<void> {
+  async complete(f: Fetched, msg: TaskEnvelope, outcome: Outcome, ignoreResult: boolean, enqueuedAt: number): Promise<void> {
     const { bus } = this.#o;
     const queue = msg.routingKey ?? f.pair.source;
     if (!outcome.ok && outcome.retryAt !== undefined) {
@@ -80,14 +80,14 @@ export class Transitions {
   }
 
   /** Stores REVOKED (Celery's TaskRevokedError) instead of running the task, and acks. */
-  async revoke(f: Fetched, msg: TaskMessage, reason: string): Promise<void> {
+  async revoke(f: Fetched, msg: TaskEnvelope, reason: string): Promise<void> {
     const meta = exceptionMeta('REVOKED', msg.id, { excType: 'TaskRevokedError', excModule: 'celery.exceptions', excMessage: reason, traceback: null });
     await this.#o.acks.ack({ pair: f.pair, bytes: f.bytes, taskId: msg.id, meta: msg.ignoreResult ? null : meta });
     this.#o.bus.emit('task:revoked', { id: msg.id, name: msg.task, queue: msg.routingKey ?? f.pair.source, reason });
   }
 
   /** Parks the message in the ETA set until `eta` (as `stored`, when it changes on the way). */
-  async defer(f: Fetched, msg: TaskMessage, eta: number, queue: string, stored: string | Buffer = f.bytes): Promise<void> {
+  async defer(f: Fetched, msg: TaskEnvelope, eta: number, queue: string, stored: string | Buffer = f.bytes): Promise<void> {
     const parked = await this.persist({ event: 'defer:failed', taskId: msg.id, message: 'deferring failed; retrying' }, () => this.#o.broker.defer(f.pair, f.bytes, eta, stored));
     if (parked) this.#o.bus.emit('task:deferred', { id: msg.id, name: msg.task, queue, eta });
     if (parked !== null) this.#o.scheduler.wake(eta);

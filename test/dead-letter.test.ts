@@ -56,7 +56,11 @@ test('bad messages go to the dead-letter list with their reason; good ones aroun
     { raw: '{"body": "trunc', code: 'E_PROTOCOL', id: null },
     { raw: pickle, code: 'E_CONTENT_TYPE', id: 'pickled' },
     { raw: withEnvelope('unknown-task', (e) => (e.headers.task = 'no.such.task')), code: 'E_UNKNOWN_TASK', id: 'unknown-task' },
+    // Bodies are decoded by the pool thread that would run the task: it hands them back refused.
     { raw: withEnvelope('bad-args', (e) => (e.body = Buffer.from('[{"not": "a list"}, {}, null]').toString('base64'))), code: 'E_PROTOCOL', id: 'bad-args' },
+    { raw: withEnvelope('bad-base64', (e) => (e.body = '!!not base64!!')), code: 'E_PROTOCOL', id: 'bad-base64' },
+    // A bound task's thread decodes the whole message for `self.request`.
+    { raw: withEnvelope('bound-bad-json', (e) => { e.headers.task = 'celery_app.tasks.echo'; e.body = Buffer.from('[[1], {').toString('base64'); }), code: 'E_PROTOCOL', id: 'bound-bad-json' },
     { raw: withEnvelope('too-big', (e) => (e.headers.padding = 'x'.repeat(70_000))), code: 'E_TOO_LARGE', id: 'too-big' },
   ];
   // Interleave: valid, bad, valid, bad, ... valid.
@@ -88,6 +92,11 @@ test('bad messages go to the dead-letter list with their reason; good ones aroun
   assert.ok(pickled instanceof TaskFailedError);
   assert.equal(pickled.name, 'ContentDisallowed');
   assert.equal(pickled.excModule, 'kombu.exceptions');
+  for (const [id, reason] of [['bad-args', /args: expected an array/], ['bad-base64', /not valid base64/], ['bound-bad-json', /body is not JSON/]] as const) {
+    assert.match((records.find((r) => r.task_id === id) as Record_).reason, reason);
+    const refused = await client.result(id).get({ timeout: 5000 }).then(() => null, (e: unknown) => e);
+    assert.ok(refused instanceof TaskFailedError, id);
+  }
   const notRegistered = await client.result('unknown-task').get({ timeout: 5000 }).then(() => null, (e: unknown) => e);
   assert.ok(notRegistered instanceof TaskFailedError);
   assert.equal(notRegistered.name, 'NotRegistered');

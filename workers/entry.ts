@@ -4,11 +4,12 @@
 // Piscina would lose the error's class and fields.
 
 import { workerData } from 'node:worker_threads';
-import { parseJson, stringifyJson } from '../src/json.js';
-import { decode } from '../src/protocol.js';
+import { stringifyJson } from '../src/json.js';
+import { ProtocolError } from '../src/errors.js';
+import { decode, decodeBody, type RawBody } from '../src/protocol.js';
 import { allTasks, autoretries, autoretryCountdown, bindArguments, getTask, Retry, SoftTimeLimitExceeded, type RetryOptions, type TaskDefinition, type TaskRequest } from './registry.js';
 import { fromBatchColumns, toOutcomeColumns } from './columns.js';
-import { TaskProgress, type BatchItem, type BatchResult, type ExceptionData, type Manifest, type Outcome, type PoolRequest, type RequestData, type ThreadConfig } from './types.js';
+import { TaskProgress, type BatchItem, type BatchResult, type ExceptionData, type Manifest, type Outcome, type PoolRequest, type RequestData, type ThreadConfig, type ThreadOutcome } from './types.js';
 
 const config = workerData as ThreadConfig;
 const { app, hostname } = config;
@@ -65,13 +66,13 @@ interface Call {
   kwargs: Record<string, unknown>;
 }
 
-/** A protocol 2 message's call: its body is `[args, kwargs, embed]`, validated by the supervisor. */
+/** A protocol 2 message's call, from its body (`decodeBody` throws a ProtocolError for a bad one). */
 function callOf(item: BatchItem): Call {
-  const [args, kwargs] = parseJson(item.body as string) as [unknown[], Record<string, unknown>];
-  return { id: item.id, retries: item.retries, args, kwargs };
+  const { args, kwargs } = decodeBody(item.body as RawBody, { taskId: item.id, taskName: item.task });
+  return { id: item.id, retries: item.retries, args: args as unknown[], kwargs: kwargs as Record<string, unknown> };
 }
 
-async function run(item: BatchItem): Promise<Outcome> {
+async function run(item: BatchItem): Promise<ThreadOutcome> {
   const started = performance.now();
   const elapsed = (): number => performance.now() - started;
   const def = getTask(item.task);
@@ -79,9 +80,16 @@ async function run(item: BatchItem): Promise<Outcome> {
     return { ok: false, runtimeMs: 0, exc: { excType: 'NotRegistered', excModule: 'celery.exceptions', excMessage: item.task, traceback: null } };
   }
   // The supervisor sends the whole message only when it must be decoded again: a bound task reads
-  // `self.request`, and protocol 1 has no separate body.
-  const request = item.raw === null ? null : requestOf(item.raw, item.ignoreResult);
-  const data: Call = request ?? callOf(item);
+  // `self.request`, and protocol 1 has no separate body. The supervisor validated all but the body.
+  let request: RequestData | null;
+  let data: Call;
+  try {
+    request = item.raw === null ? null : requestOf(item.raw, item.ignoreResult);
+    data = request ?? callOf(item);
+  } catch (err) {
+    if (err instanceof ProtocolError) return { rejected: err.message };
+    throw err;
+  }
   let value: unknown;
   // Celery's order: the message's limit, then the task's, then the worker's.
   const soft = item.softTimeLimit ?? def.options.softTimeLimit ?? config.softTimeLimit;
@@ -135,7 +143,7 @@ function retryOutcome(def: TaskDefinition, data: Call, o: RetryOptions, runtimeM
   return { ok: false, runtimeMs, exc, retryAt };
 }
 
-/** `self.request` from a message the supervisor has already accepted (so this decode cannot fail). */
+/** `self.request` from a message whose envelope the supervisor accepted: only its body can be refused. */
 function requestOf(raw: string, ignoreResult: boolean): RequestData {
   const msg = decode(raw, { maxBytes: Number.POSITIVE_INFINITY });
   return {
@@ -162,7 +170,7 @@ function requestOf(raw: string, ignoreResult: boolean): RequestData {
 async function runBatch(items: readonly BatchItem[], progressAt: number): Promise<BatchResult> {
   // Piscina may hand this thread another batch between its retiring reply and its exit.
   if (retired) return { outcomes: toOutcomeColumns([]), retiring: false, declined: true };
-  const outcomes: Outcome[] = [];
+  const outcomes: ThreadOutcome[] = [];
   for (let i = 0; i < items.length; i++) {
     const item = items[i] as BatchItem;
     Atomics.store(progress, progressAt + i, TaskProgress.Running);

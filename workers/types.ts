@@ -2,6 +2,8 @@
 // (workers/entry.ts). Plain data only: Piscina structured-clones it, and an Error's class and fields
 // would not survive, so failures travel as fields.
 
+import type { RawBody } from '../src/protocol.js';
+
 /** What a task sees as `self.request` (Celery's Context), minus what cannot be cloned. */
 export interface RequestData {
   id: string;
@@ -24,15 +26,16 @@ export interface RequestData {
 }
 
 /**
- * A task travels as strings and numbers the supervisor has already validated: cloning a string is a
- * copy, while cloning the decoded request walks every field. The thread parses only `body` (a few
- * bytes for most tasks) and decodes the whole raw message again only to build `self.request`.
+ * A task travels as strings and numbers the supervisor has already validated (all but the body):
+ * cloning a string is a copy, while cloning the decoded request walks every field. The thread decodes
+ * only `body` (a few bytes for most tasks), and the whole raw message again only to build
+ * `self.request`.
  */
 export interface BatchItem {
   /** The whole message, sent only when the thread needs it (a bound task, or protocol 1); else null. */
   raw: string | null;
-  /** The body's JSON text, `[args, kwargs, embed]`; null (protocol 1): the thread decodes `raw`. */
-  body: string | null;
+  /** The v2 body as the envelope carries it, `[args, kwargs, embed]`; null (protocol 1): the thread decodes `raw`. */
+  body: RawBody | null;
   id: string;
   task: string;
   retries: number;
@@ -45,6 +48,7 @@ export interface BatchItem {
 export interface BatchColumns {
   raw: (string | null)[];
   body: (string | null)[];
+  bodyBase64: boolean[];
   id: string[];
   task: string[];
   retries: number[];
@@ -54,6 +58,8 @@ export interface BatchColumns {
 
 /** A batch's outcomes as they are posted back (columns.ts): `exc` null is a success, its `json` the result. */
 export interface OutcomeColumns {
+  /** Non-null: the task's body could not be decoded, for this reason; the other fields mean nothing. */
+  rejected: (string | null)[];
   runtimeMs: number[];
   json: (string | null)[];
   exc: (ExceptionData | null)[];
@@ -118,3 +124,11 @@ export interface ExceptionData {
 export type Outcome =
   | { ok: true; json: string | null; runtimeMs: number }
   | { ok: false; exc: ExceptionData; runtimeMs: number; retryAt?: number };
+
+/** The thread could not decode the task's body (`decodeBody`): not run, dead-lettered with `rejected` as the reason. */
+export interface Rejection {
+  rejected: string;
+}
+
+/** What a thread reports for one task of a batch. */
+export type ThreadOutcome = Outcome | Rejection;
