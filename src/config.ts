@@ -29,6 +29,8 @@ export interface WorkerConfig {
   readonly softTimeLimit: number | null;
   readonly maxTasksPerThread: number;
   readonly maxMemoryPerThread: number;
+  /** Niceness of the pool threads relative to the supervisor (Linux). */
+  readonly threadNice: number;
   /** Seconds a starting worker keeps retrying an unreachable Redis before giving up. */
   readonly connectTimeout: number;
   /** Port of /metrics, /healthz and /readyz; 0 turns the endpoints off. */
@@ -124,6 +126,7 @@ export const WORKER_SETTINGS = [
   setting({ key: 'softTimeLimit', flag: 'soft-time-limit', env: 'CELERIAC_SOFT_TIME_LIMIT', parse: positiveSeconds, fallback: () => null, help: 'soft time limit in seconds for tasks without their own' }),
   setting({ key: 'maxTasksPerThread', flag: 'max-tasks-per-thread', env: 'CELERIAC_MAX_TASKS_PER_THREAD', parse: int(0), fallback: () => 0, help: 'tasks a pool thread runs before it is replaced (0: never)' }),
   setting({ key: 'maxMemoryPerThread', flag: 'max-memory-per-thread', env: 'CELERIAC_MAX_MEMORY_PER_THREAD', parse: int(0, 1_000_000), fallback: () => 0, help: 'heap cap per pool thread in MB (0: Node default)' }),
+  setting({ key: 'threadNice', flag: 'thread-nice', env: 'CELERIAC_THREAD_NICE', parse: int(0, 19), fallback: () => 5, help: 'niceness of pool threads above the supervisor\'s (Linux; 0: the same)' }),
   setting({ key: 'heartbeatTtl', flag: 'heartbeat-ttl', env: 'CELERIAC_HEARTBEAT_TTL', parse: seconds(1), fallback: () => 6, help: 'seconds a worker counts as alive without a heartbeat' }),
 ] as const;
 

@@ -39,6 +39,8 @@ export interface PoolOptions {
   maxTasksPerThread: number;
   /** Old-generation heap cap per thread in MB; 0 = Node's default. */
   maxMemoryPerThreadMb: number;
+  /** Added to each thread's niceness (Linux). */
+  nice: number;
 }
 
 /** Why the caller ended a batch: it becomes the thread-restart reason. */
@@ -87,6 +89,7 @@ export class Pool {
         progress: shared,
         softTimeLimit: options.softTimeLimit,
         maxTasksPerThread: options.maxTasksPerThread,
+        nice: options.nice,
       } satisfies ThreadConfig,
       ...(options.maxMemoryPerThreadMb > 0 ? { resourceLimits: { maxOldGenerationSizeMb: options.maxMemoryPerThreadMb } } : {}),
     });

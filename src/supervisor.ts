@@ -108,6 +108,7 @@ export class Supervisor {
       softTimeLimit: c.softTimeLimit,
       maxTasksPerThread: c.maxTasksPerThread,
       maxMemoryPerThreadMb: c.maxMemoryPerThread,
+      nice: c.threadNice,
     }));
     const manifest = await pool.describe();
     const heartbeat = (this.#heartbeat = new Heartbeat(broker, c.hostname, c.heartbeatTtl * 1000, this.log));

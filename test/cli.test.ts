@@ -83,6 +83,7 @@ test('bad arguments: one line on stderr, exit code 2', async () => {
     [['worker', '-A', 'x.js', '-c', '0'], /--concurrency: expected a number from 1 to 1024/],
     [['worker', '-A', 'x.js', '--loglevel', 'loud'], /--loglevel: expected one of/],
     [['worker', '-A', 'x.js', '-Q', 'a,,b'], /--queues: expected comma-separated queue names/],
+    [['worker', '-A', 'x.js', '--thread-nice', '20'], /--thread-nice: expected a number from 0 to 19/],
     [['result'], /expected exactly one argument/],
   ];
   for (const [args, message] of cases) {

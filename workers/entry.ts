@@ -3,6 +3,8 @@
 // JSON-encoded (so the supervisor never re-encodes it). It never throws across the thread boundary:
 // Piscina would lose the error's class and fields.
 
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { workerData } from 'node:worker_threads';
 import { stringifyJson } from '../src/json.js';
 import { ProtocolError } from '../src/errors.js';
@@ -14,6 +16,24 @@ import { TaskProgress, type BatchItem, type BatchResult, type ExceptionData, typ
 const config = workerData as ThreadConfig;
 const { app, hostname } = config;
 const progress = new Int32Array(config.progress);
+
+/**
+ * Lowers this thread's priority below the supervisor's. On two cores, a pool thread woken for a batch
+ * took the core from the supervisor while it was still handing out work, and the threads then waited
+ * for it (20,000-task drains at +5 against 0: faster in 12 of 15 interleaved pairs, medians +4-10%).
+ * Linux sets niceness per thread, by the thread's id. Where the worker is its own CPU group (a
+ * container, a systemd service with a CPU weight) this orders only its own threads.
+ */
+function lowerPriority(increment: number): void {
+  if (increment === 0 || process.platform !== 'linux') return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    setPriority(tid, Math.min(19, getPriority(tid) + increment));
+  } catch {
+    // No /proc (an unusual sandbox): the thread runs at the supervisor's priority, as with 0.
+  }
+}
+lowerPriority(config.nice);
 let tasksRun = 0;
 let retired = false;
 let loaded: Promise<unknown> | null = null;

@@ -101,6 +101,8 @@ export interface ThreadConfig {
   softTimeLimit: number | null;
   /** The thread retires after this many tasks (Celery's max_tasks_per_child); 0 = never. */
   maxTasksPerThread: number;
+  /** Added to the thread's niceness when it starts (Linux). */
+  nice: number;
 }
 
 /** `retiring`: the thread has run its share of tasks and exits right after this reply. */
