@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createClient } from '../src/index.js';
 import { useRedis } from './helpers/setup.js';
 import { startWorker } from './helpers/daemon.js';
 
@@ -23,7 +24,12 @@ function niceness(pid: number): Map<number, number> {
 test('pool threads run at the supervisor\'s niceness plus --thread-nice; the supervisor keeps its own', async () => {
   for (const [args, expected] of [[[], 5], [['--thread-nice', '11'], 11], [['--thread-nice', '0'], 0]] as const) {
     const worker = await startWorker({ url: env.redis.url, concurrency: 3, args: [...args] });
+    const client = createClient({ brokerUrl: env.redis.url });
     try {
+      // A thread sets its priority when it loads, which the ready line does not wait for: three
+      // overlapping tasks have been on all three threads.
+      const sleeps = await Promise.all([0, 1, 2].map(() => client.send('celery_app.tasks.sleep', [0.3])));
+      await Promise.all(sleeps.map((r) => r.get({ timeout: 10_000 })));
       const nice = niceness(worker.pid);
       const base = nice.get(worker.pid) as number;
       const shown = JSON.stringify([...nice.values()]);
@@ -31,6 +37,7 @@ test('pool threads run at the supervisor\'s niceness plus --thread-nice; the sup
       // Three pool threads (-c 3) lowered, every other thread (V8's, libuv's) left as it was.
       assert.deepEqual(lowered, expected === 0 ? [] : [1, 2, 3].map(() => Math.min(19, base + expected)), `${args.join(' ') || 'default'}: ${shown}`);
     } finally {
+      await client.close();
       await worker.stop();
     }
   }
