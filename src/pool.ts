@@ -24,7 +24,7 @@ import { Piscina } from 'piscina';
 import { AppLoadError } from './errors.js';
 import type { EventBus } from './events.js';
 import { fromOutcomeColumns, toBatchColumns } from '../workers/columns.js';
-import { MAX_BATCH, TaskProgress, type BatchItem, type BatchResult, type Manifest, type Outcome, type ThreadConfig, type ThreadOutcome } from '../workers/types.js';
+import { MAX_BATCH, TaskProgress, type BatchItem, type BatchResult, type Manifest, type ThreadConfig, type ThreadOutcome } from '../workers/types.js';
 
 const ENTRY = fileURLToPath(new URL('../workers/entry.js', import.meta.url));
 

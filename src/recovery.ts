@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { Broker, ListPair } from './broker.js';
 import { HostnameInUseError, ProtocolError, REJECTION_EXCEPTIONS } from './errors.js';
 import type { EventBus } from './events.js';
-import { processingIndex, processingList, SWEEP_LEASE_KEY, WORKERS_KEY } from './keys.js';
+import { processingIndex, SWEEP_LEASE_KEY, WORKERS_KEY } from './keys.js';
 import type { Logger } from './logger.js';
 import { decodeEnvelope } from './protocol.js';
 import { exceptionMeta } from './results.js';
