@@ -16,7 +16,8 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
-import { createClient, type Client, type TaskCall } from '../src/index.js';
+import { createClient, encode, type Client, type TaskCall } from '../src/index.js';
+import { closeRedis, connect as connectRedis } from '../src/connection.js';
 import { formatRatio, meets, ratiosSvg, type ChartRow } from './chart.js';
 import {
   BENCH_TASKS,
@@ -693,6 +694,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
     // The floor of an awaited send, measured in turns with the sends (see interleaved).
     const awaited = await interleaved(REPS, {
       floor: () => sequentialLpush(N.enqueue),
+      library: () => sequentialLibraryLpush(N.enqueue, warm),
       celeriac: async () => {
         await flush();
         return withClient((client) => timedSends(N.enqueue, warm, 1, (i) => client.send(NOOP, [i, 1])));
@@ -713,6 +715,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
       },
     });
     record('enqueue', 'redis', 'raw socket, one LPUSH at a time (the floor)', awaited.floor);
+    record('enqueue', 'redis', 'ioredis, one pre-encoded message at a time', awaited.library);
     record('enqueue', 'celeriac', 'send (awaited, one by one)', awaited.celeriac);
     record('enqueue', 'celeriac', 'sendMany (batches of 1000)', bulk.celeriac);
     record('enqueue', 'bullmq', 'add (awaited, one by one)', awaited.bullmq);
@@ -999,6 +1002,24 @@ async function sequentialLpush(n: number): Promise<Figures> {
   }
 }
 
+/**
+ * The floor of an awaited send through the client library: ioredis set up as our client sets it up,
+ * sending one message that was encoded (and flattened) before timing, so no encoding at all. Our send
+ * against it is our own cost per send; it against BullMQ's `add` is the most an ioredis client could show.
+ */
+async function sequentialLibraryLpush(n: number, warm: number): Promise<Figures> {
+  const conn = connectRedis(url);
+  try {
+    await conn.ping();
+    await flush();
+    const raw = encode({ task: NOOP, args: [0, 1], kwargs: {}, queue: 'bench-floor', sentAt: Date.now() }).raw;
+    const { jobs_per_s } = await timedSends(n, warm, 1, () => conn.lpush('bench-floor', raw));
+    return { round_trips_per_s: jobs_per_s as number };
+  } finally {
+    await closeRedis(conn);
+  }
+}
+
 function bestCeleriacDrain(): [number, number] {
   const best = bestEntry('drain', 'celeriac', 'jobs_per_s', 'max');
   const m = best ? /-c (\d+) --prefetch-multiplier (\d+)/.exec(best.config) : null;
@@ -1053,6 +1074,9 @@ function ratios(): Ratio[] {
   // An awaited send is one round trip: how near it comes to a bare socket's.
   const floorRtt = find('enqueue', 'redis', 'raw socket');
   add('enqueue_awaited_vs_floor', 'awaited send vs raw-socket LPUSH floor', '', 'none', sendOne, 'jobs_per_s', floorRtt, 'round_trips_per_s');
+  const libraryFloor = find('enqueue', 'redis', 'ioredis');
+  add('enqueue_awaited_vs_library_floor', 'awaited send vs ioredis sending a pre-encoded message', '', 'none', sendOne, 'jobs_per_s', libraryFloor, 'round_trips_per_s');
+  add('enqueue_library_floor_vs_bullmq', 'ioredis pre-encoded LPUSH vs BullMQ add (the most an ioredis client could show)', '', 'none', libraryFloor, 'round_trips_per_s', find('enqueue', 'bullmq', 'add '), 'jobs_per_s');
 
   const drain = bestEntry('drain', 'celeriac', 'jobs_per_s', 'max');
   const bullDrainBest = bestEntry('drain', 'bullmq', 'jobs_per_s', 'max');
@@ -1209,7 +1233,8 @@ async function main(): Promise<number> {
   console.log(`\nceleriac bench, ${MODE} run, ${new Date().toISOString().slice(0, 10)}: ${machine.cores} cores (${machine.cpu}), ${machine.mem_gb} GB, Node ${vers.node}, ${vers.redis?.split(' ').slice(0, 3).join(' ')}, BullMQ ${vers.bullmq}, Celery ${vers.celery ?? 'missing'}\n`);
   console.log(table(rs));
   console.log('\nratios (celeriac / peer):');
-  for (const r of rs) console.log(`  ${r.key.padEnd(28)} ${ratioText(r.key, r.value).padStart(8)}${r.target ? `   target ${targetText(r.key, r.target)} ${meets(r.value, r.target) ? '✓' : '✗'}` : ''}`);
+  const keyWidth = Math.max(0, ...rs.map((r) => r.key.length));
+  for (const r of rs) console.log(`  ${r.key.padEnd(keyWidth)} ${ratioText(r.key, r.value).padStart(8)}${r.target ? `   target ${targetText(r.key, r.target)} ${meets(r.value, r.target) ? '✓' : '✗'}` : ''}`);
   console.log(`\ntook ${totalS} s (${Object.entries(seconds).map(([k, v]) => `${k} ${v} s`).join(', ')})`);
   for (const w of warnings) console.log(`warning: ${w}`);
   for (const f of failures) console.log(`FAILED ${f.scenario}: ${f.error}`);
