@@ -43,6 +43,8 @@ test('bench --smoke runs enqueue, drain, cpu and roundtrip for all three systems
       'enqueue_awaited_vs_bullmq',
       'enqueue_bulk_vs_bullmq',
       'enqueue_awaited_vs_celery',
+      'enqueue_awaited_vs_library_floor',
+      'enqueue_library_floor_vs_bullmq',
       'drain_vs_bullmq',
       'drain_vs_celery',
       'cpu_efficiency',
