@@ -141,11 +141,12 @@ const DEFAULT_BEST: [number, number] = [2, 200];
 
 const NOOP = 'bench_app.tasks.noop';
 const BURN = 'bench_app.tasks.burn';
+const FLOOR_WORKER = join(ROOT, 'dist', 'bench', 'floor-worker.js');
 const NOW = 'bench_app.tasks.now';
 
 // --- results -------------------------------------------------------------------------------------
 
-type System = 'celeriac' | 'bullmq' | 'celery' | 'redis';
+type System = 'celeriac' | 'bullmq' | 'celery' | 'redis' | 'floor';
 type Figures = Record<string, number>;
 interface Entry {
   scenario: Scenario;
@@ -157,7 +158,7 @@ const entries: Entry[] = [];
 const warnings: string[] = [];
 const failures: { scenario: string; error: string }[] = [];
 
-const SYSTEM_NAME: Record<System, string> = { celeriac: 'celeriac', bullmq: 'BullMQ', celery: 'Python Celery', redis: 'Redis' };
+const SYSTEM_NAME: Record<System, string> = { celeriac: 'celeriac', bullmq: 'BullMQ', celery: 'Python Celery', redis: 'Redis', floor: 'floor' };
 
 let lastMark = performance.now();
 /** The seconds spent on the runs behind figures taken in turns, which record() cannot time itself. */
@@ -812,6 +813,17 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
         await w.stop('SIGTERM', 10_000);
       }
     }
+    // What any worker of our design weighs: Node, ioredis's two connections and two bare pool threads.
+    {
+      const w = new Child('floor worker, 2 threads', process.execPath, [FLOOR_WORKER, url, '2']);
+      try {
+        await w.nextJson((l) => l.ready === true, 30_000, 'ready line');
+        await sleep(1000);
+        record('memory', 'floor', 'idle: Node, ioredis (2 connections), 2 bare Piscina threads', { rss_idle_mb: rssMb(w.pid) });
+      } finally {
+        await w.stop('SIGTERM', 10_000);
+      }
+    }
     for (const [pool, c] of MODE === 'smoke' ? ([['solo', 0]] as const) : ([['solo', 0], ['prefork', 2]] as const)) {
       await flush();
       const w = startCelery(pool, c, 'info');
@@ -1098,6 +1110,9 @@ function ratios(): Ratio[] {
 
   const idle = find('memory', 'celeriac', 'idle');
   add('idle_rss_vs_bullmq', 'worker idle RSS (lower is better)', '', 'bullmq', idle, 'rss_idle_mb', find('memory', 'bullmq', 'idle'), 'rss_idle_mb', { op: '<=', value: 1 });
+  const idleFloor = find('memory', 'floor', 'idle');
+  add('idle_rss_vs_floor', 'worker idle RSS vs Node, ioredis and 2 bare threads', '', 'none', idle, 'rss_idle_mb', idleFloor, 'rss_idle_mb');
+  add('idle_rss_floor_vs_bullmq', 'Node, ioredis and 2 bare threads vs BullMQ worker (the least our design could show)', '', 'none', idleFloor, 'rss_idle_mb', find('memory', 'bullmq', 'idle'), 'rss_idle_mb');
   add('idle_rss_vs_celery', 'idle RSS vs solo (lower is better)', '', 'celery', idle, 'rss_idle_mb', find('memory', 'celery', 'idle, solo'), 'rss_idle_mb');
   add('drain_cpu_vs_bullmq', 'no-op drain, CPU per task, worker and Redis (lower is better)', 'CPU', 'bullmq', drain, 'cpu_us', bullDrainBest, 'cpu_us');
   add('rss_after_drain_vs_bullmq', 'RSS after drain (lower is better)', 'RSS', 'bullmq', drain, 'rss_after_mb', bullDrainBest, 'rss_after_mb');
@@ -1134,7 +1149,7 @@ function table(rs: readonly Ratio[]): string {
   const bestDrain = bestEntry('drain', 'celeriac', 'jobs_per_s', 'max');
   const bestCpu = bestEntry('cpu', 'celeriac', 'jobs_per_s', 'max');
   const rows: string[][] = [['scenario', 'system', 'configuration', 'figures', 'celeriac/BullMQ', 'celeriac/Celery', 'target']];
-  const order: System[] = ['celeriac', 'bullmq', 'celery', 'redis'];
+  const order: System[] = ['celeriac', 'bullmq', 'celery', 'redis', 'floor'];
   for (const s of SCENARIOS) {
     const es = entries.filter((e) => e.scenario === s).sort((a, b) => order.indexOf(a.system) - order.indexOf(b.system));
     for (const e of es) {

@@ -23,12 +23,12 @@ interface Report {
   failures: unknown[];
 }
 
-test('bench --smoke runs enqueue, drain, cpu and roundtrip for all three systems and writes JSON and SVG', { timeout: 120_000 }, async () => {
+test('bench --smoke runs enqueue, drain, cpu, roundtrip and memory for all three systems and writes JSON and SVG', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'celeriac-bench-test-'));
   try {
     const json = join(dir, 'bench.json');
     const svg = join(dir, 'ratios.svg');
-    const r = await runToCompletion(process.execPath, [BENCH, '--smoke', '--only', 'enqueue,drain,cpu,roundtrip', '--json', json, '--svg', svg], {}, 110_000);
+    const r = await runToCompletion(process.execPath, [BENCH, '--smoke', '--only', 'enqueue,drain,cpu,roundtrip,memory', '--json', json, '--svg', svg], {}, 110_000);
     assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /^\| scenario +\| system +\| configuration +\| figures +\| celeriac\/BullMQ +\| celeriac\/Celery +\| target +\|$/m);
 
@@ -54,6 +54,9 @@ test('bench --smoke runs enqueue, drain, cpu and roundtrip for all three systems
       'roundtrip_p99_vs_bullmq',
       'roundtrip_p50_vs_celery',
       'rss_after_drain_vs_bullmq',
+      'idle_rss_vs_bullmq',
+      'idle_rss_vs_floor',
+      'idle_rss_floor_vs_bullmq',
     ];
     for (const key of ratioKeys) {
       const v = report.ratios[key];
@@ -65,7 +68,7 @@ test('bench --smoke runs enqueue, drain, cpu and roundtrip for all three systems
     }
 
     // Every figure of every scenario is a positive number, and each scenario has all three systems.
-    for (const scenario of ['enqueue', 'drain', 'cpu', 'roundtrip']) {
+    for (const scenario of ['enqueue', 'drain', 'cpu', 'roundtrip', 'memory']) {
       const systems = Object.keys(report.scenarios[scenario] ?? {});
       for (const name of ['celeriac', 'bullmq', 'celery']) assert.ok(systems.some((s) => s.startsWith(`${name} `)), `${scenario}: ${name} in ${systems.join(', ')}`);
       for (const [system, figures] of Object.entries(report.scenarios[scenario] ?? {})) {
