@@ -802,28 +802,10 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
         await stopCeleriac(w);
       }
     }
-    {
-      await flush();
-      const w = startBull('bench', 'noop', 10, 0);
-      try {
-        await w.nextJson((l) => l.ready === true, 30_000, 'ready line');
-        await sleep(1000);
-        record('memory', 'bullmq', 'idle, concurrency 10', { rss_idle_mb: rssMb(w.pid) });
-      } finally {
-        await w.stop('SIGTERM', 10_000);
-      }
-    }
+    await flush();
+    record('memory', 'bullmq', 'idle, concurrency 10', await idleRss(startBull('bench', 'noop', 10, 0)));
     // What any worker of our design weighs: Node, ioredis's two connections and two bare pool threads.
-    {
-      const w = new Child('floor worker, 2 threads', process.execPath, [FLOOR_WORKER, url, '2']);
-      try {
-        await w.nextJson((l) => l.ready === true, 30_000, 'ready line');
-        await sleep(1000);
-        record('memory', 'floor', 'idle: Node, ioredis (2 connections), 2 bare Piscina threads', { rss_idle_mb: rssMb(w.pid) });
-      } finally {
-        await w.stop('SIGTERM', 10_000);
-      }
-    }
+    record('memory', 'floor', 'idle: Node, ioredis (2 connections), 2 bare Piscina threads', await idleRss(new Child('floor worker, 2 threads', process.execPath, [FLOOR_WORKER, url, '2'])));
     for (const [pool, c] of MODE === 'smoke' ? ([['solo', 0]] as const) : ([['solo', 0], ['prefork', 2]] as const)) {
       await flush();
       const w = startCelery(pool, c, 'info');
@@ -1029,6 +1011,17 @@ async function sequentialLibraryLpush(n: number, warm: number): Promise<Figures>
     return { round_trips_per_s: jobs_per_s as number };
   } finally {
     await closeRedis(conn);
+  }
+}
+
+/** RSS of a worker that prints a `ready` line, one second after that line; then stops it. */
+async function idleRss(w: Child): Promise<Figures> {
+  try {
+    await w.nextJson((l) => l.ready === true, 30_000, 'ready line');
+    await sleep(1000);
+    return { rss_idle_mb: rssMb(w.pid) };
+  } finally {
+    await w.stop('SIGTERM', 10_000);
   }
 }
 
