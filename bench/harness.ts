@@ -15,6 +15,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const PEERS = join(ROOT, 'bench', 'peers');
 export const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 export const BENCH_TASKS = join(ROOT, 'dist', 'workers', 'tasks', 'bench.js');
+export const FLOOR_WORKER = join(ROOT, 'dist', 'bench', 'floor-worker.js');
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -23,6 +23,7 @@ import {
   BENCH_TASKS,
   CLI,
   Child,
+  FLOOR_WORKER,
   PEERS,
   cpuBusyElsewhere,
   PrivateRedis,
@@ -141,7 +142,6 @@ const DEFAULT_BEST: [number, number] = [2, 200];
 
 const NOOP = 'bench_app.tasks.noop';
 const BURN = 'bench_app.tasks.burn';
-const FLOOR_WORKER = join(ROOT, 'dist', 'bench', 'floor-worker.js');
 const NOW = 'bench_app.tasks.now';
 
 // --- results -------------------------------------------------------------------------------------
