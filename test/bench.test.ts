@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { runToCompletion } from './helpers/process.js';
 
 const BENCH = fileURLToPath(new URL('../bench/run.js', import.meta.url));
+const FLOOR_WORKER = fileURLToPath(new URL('../bench/floor-worker.js', import.meta.url));
 
 interface Report {
   date: string;
@@ -89,4 +90,12 @@ test('bench refuses an unknown scenario with exit code 2', async () => {
   const r = await runToCompletion(process.execPath, [BENCH, '--only', 'nope'], {}, 30_000);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown scenario 'nope'/);
+});
+
+test('the floor worker refuses a missing or bad thread count with its usage and exit code 2', async () => {
+  for (const args of [[], ['redis://127.0.0.1:1/0'], ['redis://127.0.0.1:1/0', '0'], ['redis://127.0.0.1:1/0', 'two']]) {
+    const r = await runToCompletion(process.execPath, [FLOOR_WORKER, ...args], {}, 30_000);
+    assert.equal(r.code, 2, `args ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, /^usage: node floor-worker\.js URL THREADS$/m);
+  }
 });
