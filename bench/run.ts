@@ -18,6 +18,7 @@ import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createClient, encode, type Client, type TaskCall } from '../src/index.js';
 import { closeRedis, connect as connectRedis } from '../src/connection.js';
+import { resultKey } from '../src/keys.js';
 import { formatRatio, meets, ratiosSvg, type ChartRow } from './chart.js';
 import {
   BENCH_TASKS,
@@ -656,20 +657,57 @@ async function withBullQueue<T>(fn: (q: Queue) => Promise<T>): Promise<T> {
   }
 }
 
-const RT_SYSTEMS = ['celeriac', 'bullmq'] as const;
+const RT_SYSTEMS = ['celeriac', 'bullmq', 'floor', 'floorThread'] as const;
+type RtSystem = (typeof RT_SYSTEMS)[number];
+/** The queues of the two floor workers (floor-worker.ts): without a thread, and with a thread hop. */
+const RT_FLOOR_QUEUES = { floor: 'bench-rt-floor', floorThread: 'bench-rt-floor-thread' } as const;
 
-/** Sequential round trips, celeriac's and BullMQ's taking turns of RT_ROUND; both workers are up. */
-async function roundTripsInTurns(): Promise<Record<(typeof RT_SYSTEMS)[number], number[]>> {
+/**
+ * The floors' client: listening for every result already (one PSUBSCRIBE, as BullMQ's QueueEvents
+ * reads one stream for every job), so a round trip is one LPUSH and the wait for the PUBLISH.
+ */
+async function withFloorClient<T>(fn: (trip: (queue: string, i: number) => Promise<void>) => Promise<T>): Promise<T> {
+  const cmd = connectRedis(url);
+  const sub = connectRedis(url);
+  const waiting = new Map<string, () => void>();
+  sub.on('pmessage', (_pattern: string, channel: string) => waiting.get(channel)?.());
+  try {
+    await sub.psubscribe(resultKey('*'));
+    return await fn(async (queue, i) => {
+      const msg = encode({ task: NOOP, args: [i, 1], kwargs: {}, queue, sentAt: Date.now() });
+      const channel = resultKey(msg.id);
+      let timer: NodeJS.Timeout | undefined;
+      const published = new Promise<void>((resolve, reject) => {
+        waiting.set(channel, resolve);
+        timer = setTimeout(() => reject(new Error(`the floor worker on ${queue} sent no result within 10 s`)), 10_000);
+      });
+      try {
+        await cmd.lpush(msg.list, msg.raw);
+        await published;
+      } finally {
+        clearTimeout(timer);
+        waiting.delete(channel);
+      }
+    });
+  } finally {
+    await Promise.all([closeRedis(cmd), closeRedis(sub)]);
+  }
+}
+
+/** Sequential round trips, each system's client taking turns of RT_ROUND; every worker is up. */
+async function roundTripsInTurns(): Promise<Record<RtSystem, number[]>> {
   const q = new Queue('rt', { connection: bullConnection() });
   const qe = new QueueEvents('rt', { connection: bullConnection() });
   try {
     await qe.waitUntilReady();
-    return await withClient(async (client) => {
-      const once = {
-        celeriac: async (i: number): Promise<unknown> => (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 }),
-        bullmq: async (i: number): Promise<unknown> => (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000),
+    return await withClient((client) => withFloorClient(async (floorTrip) => {
+      const once: Record<RtSystem, (i: number) => Promise<unknown>> = {
+        celeriac: async (i) => (await client.send(NOOP, [i, 1])).get({ timeout: 10_000 }),
+        bullmq: async (i) => (await q.add('j', { x: i, y: 1 })).waitUntilFinished(qe, 10_000),
+        floor: (i) => floorTrip(RT_FLOOR_QUEUES.floor, i),
+        floorThread: (i) => floorTrip(RT_FLOOR_QUEUES.floorThread, i),
       };
-      const out = { celeriac: [] as number[], bullmq: [] as number[] };
+      const out: Record<RtSystem, number[]> = { celeriac: [], bullmq: [], floor: [], floorThread: [] };
       for (const system of RT_SYSTEMS) for (let i = 0; i < RT_WARM; i++) await once[system](i);
       for (let done = 0; done < N.rt; done += RT_ROUND) {
         for (const system of RT_SYSTEMS) {
@@ -681,7 +719,7 @@ async function roundTripsInTurns(): Promise<Record<(typeof RT_SYSTEMS)[number], 
         }
       }
       return out;
-    });
+    }));
   } finally {
     await Promise.allSettled([qe.close(), q.close()]);
   }
@@ -766,13 +804,19 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
       const w = await startCeleriac({ concurrency: 1, prefetch: 4 });
       try {
         const bull = startBull('rt', 'noop', 1, 0);
+        const floors = [
+          new Child('floor worker, round trip without a thread', process.execPath, [FLOOR_WORKER, url, '0', RT_FLOOR_QUEUES.floor]),
+          new Child('floor worker, round trip with a thread hop', process.execPath, [FLOOR_WORKER, url, '1', RT_FLOOR_QUEUES.floorThread]),
+        ];
         try {
-          await bull.nextJson((l) => l.ready === true, 30_000, 'ready line');
+          await Promise.all([bull, ...floors].map((c) => c.nextJson((l) => l.ready === true, 30_000, 'ready line')));
           const lat = await roundTripsInTurns();
           record('roundtrip', 'celeriac', 'send().get(), worker -c 1', latencyFigures(lat.celeriac));
           record('roundtrip', 'bullmq', 'add().waitUntilFinished(), concurrency 1', latencyFigures(lat.bullmq));
+          record('roundtrip', 'floor', 'no thread: ioredis BLMOVE, one MULTI (SET, PUBLISH, LREM); client listening already', latencyFigures(lat.floor));
+          record('roundtrip', 'floor', 'a bare Piscina thread between the BLMOVE and the MULTI; the same client', latencyFigures(lat.floorThread));
         } finally {
-          await bull.stop('SIGTERM', 10_000);
+          await Promise.all([bull, ...floors].map((c) => c.stop('SIGTERM', 10_000)));
         }
       } finally {
         await stopCeleriac(w);
@@ -1100,6 +1144,12 @@ function ratios(): Ratio[] {
   add('roundtrip_p99_vs_bullmq', 'round trip p99 (lower is better)', 'p99', 'bullmq', rt, 'p99_ms', rtBull, 'p99_ms', { op: '<=', value: 0.5 });
   add('roundtrip_p50_vs_celery', 'round trip p50 (lower is better)', 'p50', 'celery', rt, 'p50_ms', rtCelery, 'p50_ms');
   add('roundtrip_p99_vs_celery', 'round trip p99 (lower is better)', 'p99', 'celery', rt, 'p99_ms', rtCelery, 'p99_ms');
+  // Above 0.5, the p50 target is out of reach: for any worker that hands tasks to a Piscina thread
+  // (thread floor), and for any worker on BLMOVE and one result write (no-thread floor).
+  const rtFloor = find('roundtrip', 'floor', 'a bare Piscina thread');
+  add('roundtrip_p50_vs_floor', 'round trip p50 vs the floor with a thread hop', '', 'none', rt, 'p50_ms', rtFloor, 'p50_ms');
+  add('roundtrip_floor_vs_bullmq', 'round trip p50, the floor with a thread hop vs BullMQ (the least our design could show)', '', 'none', rtFloor, 'p50_ms', rtBull, 'p50_ms');
+  add('roundtrip_nothread_floor_vs_bullmq', 'round trip p50, the floor without a thread vs BullMQ', '', 'none', find('roundtrip', 'floor', 'no thread'), 'p50_ms', rtBull, 'p50_ms');
 
   const idle = find('memory', 'celeriac', 'idle');
   add('idle_rss_vs_bullmq', 'worker idle RSS (lower is better)', '', 'bullmq', idle, 'rss_idle_mb', find('memory', 'bullmq', 'idle'), 'rss_idle_mb', { op: '<=', value: 1 });

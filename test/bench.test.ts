@@ -54,6 +54,9 @@ test('bench --smoke runs enqueue, drain, cpu, roundtrip and memory for all three
       'roundtrip_p50_vs_bullmq',
       'roundtrip_p99_vs_bullmq',
       'roundtrip_p50_vs_celery',
+      'roundtrip_p50_vs_floor',
+      'roundtrip_floor_vs_bullmq',
+      'roundtrip_nothread_floor_vs_bullmq',
       'rss_after_drain_vs_bullmq',
       'idle_rss_vs_bullmq',
       'idle_rss_vs_floor',
@@ -93,9 +96,10 @@ test('bench refuses an unknown scenario with exit code 2', async () => {
 });
 
 test('the floor worker refuses a missing or bad thread count with its usage and exit code 2', async () => {
-  for (const args of [[], ['redis://127.0.0.1:1/0'], ['redis://127.0.0.1:1/0', '0'], ['redis://127.0.0.1:1/0', 'two']]) {
+  // 0 threads only for a round trip (with a queue): an idle floor without threads measures nothing of ours.
+  for (const args of [[], ['redis://127.0.0.1:1/0'], ['redis://127.0.0.1:1/0', '0'], ['redis://127.0.0.1:1/0', 'two'], ['redis://127.0.0.1:1/0', '-1', 'q']]) {
     const r = await runToCompletion(process.execPath, [FLOOR_WORKER, ...args], {}, 30_000);
     assert.equal(r.code, 2, `args ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
-    assert.match(r.stderr, /^usage: node floor-worker\.js URL THREADS$/m);
+    assert.match(r.stderr, /^usage: node floor-worker\.js URL THREADS \[QUEUE\]$/m);
   }
 });
