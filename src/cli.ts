@@ -8,7 +8,7 @@ import { brokerUrlFrom, level, loadWorkerConfig, parseSeconds, WORKER_SETTINGS }
 import { CeleriacError, TaskFailedError, UsageError } from './errors.js';
 import { parseJson, stringifyJson } from './json.js';
 import { createClient, type SendOptions } from './producer.js';
-import { Supervisor } from './supervisor.js';
+import { StartCancelled, Supervisor } from './supervisor.js';
 import { Beat, loadSchedule } from './beat.js';
 import { createLogger } from './logger.js';
 import { hostname as osHostname } from 'node:os';
@@ -101,6 +101,11 @@ async function worker(args: string[]): Promise<number> {
   try {
     await supervisor.start();
   } catch (err) {
+    if (err instanceof StartCancelled) {
+      await supervisor.stopped;
+      await flush(supervisor);
+      return 0;
+    }
     supervisor.log.fatal({ event: 'worker:failed', code: (err as CeleriacError).code, err: (err as Error).message }, 'worker failed to start');
     await supervisor.stop('cold');
     await flush(supervisor);

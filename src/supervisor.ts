@@ -26,7 +26,18 @@ const STEP_LIMIT_MS = 6000;
 const LOOP_STOP_LIMIT_MS = 1000;
 
 /** Waits for Redis to answer, retrying with backoff and a log line per failure, for up to `timeoutMs`. */
-export async function waitForRedis(redis: Redis, url: string, timeoutMs: number, log: Logger): Promise<void> {
+/**
+ * A stop asked for while the worker was starting: `start()` rejects with it at its next step, and the
+ * shutdown then undoes what had been built. Not a failure: the CLI exits 0.
+ */
+export class StartCancelled extends Error {
+  constructor() {
+    super('stopped while starting');
+    this.name = 'StartCancelled';
+  }
+}
+
+export async function waitForRedis(redis: Redis, url: string, timeoutMs: number, log: Logger, cancelled: () => boolean = () => false): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   // The connection's own error says why (refused, WRONGPASS, a certificate); a timed-out PING does not.
   let lastError: string | null = null;
@@ -35,13 +46,13 @@ export async function waitForRedis(redis: Redis, url: string, timeoutMs: number,
   };
   redis.on('error', onError);
   try {
-    await pingUntil(redis, url, deadline, log, () => lastError);
+    await pingUntil(redis, url, deadline, log, () => lastError, cancelled);
   } finally {
     redis.off('error', onError);
   }
 }
 
-async function pingUntil(redis: Redis, url: string, deadline: number, log: Logger, lastError: () => string | null): Promise<void> {
+async function pingUntil(redis: Redis, url: string, deadline: number, log: Logger, lastError: () => string | null, cancelled: () => boolean): Promise<void> {
   for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
     const wait = Math.max(100, Math.min(2000, deadline - Date.now()));
     try {
@@ -55,8 +66,10 @@ async function pingUntil(redis: Redis, url: string, deadline: number, log: Logge
       if (Date.now() + delay > deadline) {
         throw new CeleriacError('E_REDIS', `cannot reach Redis at ${redactUrl(url)}: ${reason}`);
       }
+      if (cancelled()) throw new StartCancelled();
       log.warn({ event: 'redis:unreachable', url: redactUrl(url), err: reason, retry_in_ms: delay }, 'Redis unreachable; retrying');
       await new Promise((r) => setTimeout(r, delay));
+      if (cancelled()) throw new StartCancelled();
     }
   }
 }
@@ -79,6 +92,7 @@ export class Supervisor {
   /** Another process holds our hostname now, and with it our processing lists: hands off them. */
   #hostnameLost = false;
   #stopping: Promise<void> | null = null;
+  #starting: Promise<void> | null = null;
   #goCold: (() => void) | null = null;
   #markStopped!: () => void;
   /** Resolves when a shutdown, however started, has finished. */
@@ -92,13 +106,31 @@ export class Supervisor {
     logEvents(this.bus, this.log);
   }
 
-  /** Starts everything; resolves once the worker is consuming (the `worker ready` line is written). */
-  async start(): Promise<void> {
+  /**
+   * Starts everything; resolves once the worker is consuming (the `worker ready` line is written).
+   * Rejects with StartCancelled when stop() is called meanwhile.
+   */
+  start(): Promise<void> {
+    this.#starting ??= this.#start().catch((err: unknown) => {
+      // A step that failed because the stop tore down what it used is the stop's doing too.
+      throw this.#stopping ? new StartCancelled() : err;
+    });
+    return this.#starting;
+  }
+
+  /** Between the steps of a start: a stop asked for meanwhile ends it there. */
+  #proceed(): void {
+    if (this.#stopping) throw new StartCancelled();
+  }
+
+  async #start(): Promise<void> {
     const c = this.config;
     const broker = (this.#broker = new Broker(c.brokerUrl, { resultExpiresSeconds: c.resultExpires, connectionName: `celeriac:${c.hostname}`, bus: this.bus }));
     broker.redis.on('error', (err: Error) => this.log.warn({ event: 'redis:error', err: err.message }, 'Redis connection error'));
     if (c.metricsPort !== 0) await this.#serveMetrics(broker);
-    await waitForRedis(broker.redis, c.brokerUrl, c.connectTimeout * 1000, this.log);
+    this.#proceed();
+    await waitForRedis(broker.redis, c.brokerUrl, c.connectTimeout * 1000, this.log, () => this.#stopping !== null);
+    this.#proceed();
 
     const pool = (this.#pool = new Pool({
       app: c.app,
@@ -111,8 +143,10 @@ export class Supervisor {
       nice: c.threadNice,
     }));
     const manifest = await pool.describe();
+    this.#proceed();
     const heartbeat = (this.#heartbeat = new Heartbeat(broker, c.hostname, c.heartbeatTtl * 1000, this.log));
     await heartbeat.acquire();
+    this.#proceed();
 
     const scheduler = (this.#scheduler = new Scheduler(broker, this.log));
     const revocations = new Revocations(broker.redis, broker.connection(`celeriac:${c.hostname}:revokes`));
@@ -142,7 +176,9 @@ export class Supervisor {
       renewed: () => consumer.resume(),
     });
     await revocations.start((id) => consumer.terminate(id));
+    this.#proceed();
     const requeued = await returnStale(broker, this.bus, c.hostname, consumer.pairs, { maxRecoveries: c.maxRecoveries });
+    this.#proceed();
     scheduler.start();
     consumer.start();
     this.#sweeper = new Sweeper({ broker, bus: this.bus, logger: this.log, hostname: c.hostname, options: { maxRecoveries: c.maxRecoveries, heartbeatTtlMs: c.heartbeatTtl * 1000 } });
@@ -190,6 +226,8 @@ export class Supervisor {
   }
 
   async #shutdown(requested: 'warm' | 'cold'): Promise<void> {
+    // A start in progress ends at its next step (StartCancelled); what it built by then is undone here.
+    await this.#starting?.catch(() => undefined);
     const consumer = this.#consumer;
     const unfinished = consumer?.reserved ?? 0;
     this.#consuming = false;
@@ -228,7 +266,8 @@ export class Supervisor {
         await retire(this.#broker, this.config.hostname);
       });
       await this.#step('heartbeat', () => this.#heartbeat?.release());
-    } else {
+    } else if (consumer) {
+      // A start that ended before the consumer existed fetched nothing: then there is nothing to say.
       this.log.error({ event: 'shutdown:redis-down' }, 'Redis is unreachable: unfinished messages stay in this worker\'s processing lists, for its next start or a sweep once its heartbeat expires');
     }
     this.bus.emit('worker:shutdown', { hostname: this.config.hostname, mode, requeued, unfinished });

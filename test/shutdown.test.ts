@@ -1,10 +1,15 @@
 // Warm shutdown lets running tasks finish and puts the rest back at once; past --shutdown-timeout, or on
-// a second signal, the shutdown turns cold and still puts unfinished tasks back. Exit code 0 each time.
+// a second signal, the shutdown turns cold and still puts unfinished tasks back; a stop during the start
+// ends the start. Exit code 0 each time.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { useRedis } from './helpers/setup.js';
-import { startWorker } from './helpers/daemon.js';
+import { spawnWorker, startWorker } from './helpers/daemon.js';
+import { freePort } from './helpers/redis-server.js';
+
+const SLOW_LOAD = fileURLToPath(new URL('../../test/fixtures/tasks/slow-load.js', import.meta.url));
 
 const env = useRedis({ appendonly: true });
 
@@ -84,4 +89,30 @@ test('with Redis gone, a shutdown still ends: exit code 0, and the unfinished ta
   const next = await startWorker({ url: env.redis.url, hostname, concurrency: 2 });
   assert.deepEqual(await Promise.all(results.map((r) => r.get({ timeout: 20_000 }))), Array(4).fill(2));
   await next.stop();
+});
+
+test('SIGTERM while the task module loads ends the start: exit code 0, no error, nothing of the worker left in Redis', async () => {
+  await env.raw.flushall();
+  const queued = await env.client.send('slow.tasks.one');
+  const worker = spawnWorker({ url: env.redis.url, app: SLOW_LOAD, args: ['-l', 'info'] });
+  await worker.waitFor((l) => l.event === 'fixture:loading', 15_000, 'the module beginning to load');
+  const exit = await worker.stop('SIGTERM', 15_000);
+  assert.equal(exit.code, 0, `stderr: ${worker.stderr}`);
+  assert.equal(worker.stderr, '');
+  assert.deepEqual(worker.lines.filter((l) => typeof l.level === 'number' && l.level >= 50), []);
+  assert.equal(worker.events('worker:ready').length, 0);
+  assert.equal(worker.events('worker:shutdown').length, 1);
+  assert.deepEqual(await env.raw.keys('celeriac:*'), [], 'no heartbeat, registration or processing list');
+  assert.equal(await env.raw.llen('celery'), 1, 'the task waits in its queue');
+  assert.equal(await queued.state(), 'PENDING');
+});
+
+test('SIGTERM while Redis cannot be reached at start: exit code 0 at once rather than after --connect-timeout', async () => {
+  const worker = spawnWorker({ url: `redis://127.0.0.1:${await freePort()}/0`, args: ['--connect-timeout', '60'] });
+  await worker.waitFor((l) => l.event === 'redis:unreachable', 15_000, 'a redis:unreachable warning');
+  const t = Date.now();
+  const exit = await worker.stop('SIGTERM', 15_000);
+  assert.equal(exit.code, 0, `stderr: ${worker.stderr}`);
+  assert.ok(Date.now() - t < 5_000, `stopped in ${Date.now() - t} ms`);
+  assert.deepEqual(worker.lines.filter((l) => typeof l.level === 'number' && l.level >= 50), []);
 });
