@@ -25,7 +25,6 @@ const ACK_FLUSH_LIMIT_MS = 5000;
 const STEP_LIMIT_MS = 6000;
 const LOOP_STOP_LIMIT_MS = 1000;
 
-/** Waits for Redis to answer, retrying with backoff and a log line per failure, for up to `timeoutMs`. */
 /**
  * A stop asked for while the worker was starting: `start()` rejects with it at its next step, and the
  * shutdown then undoes what had been built. Not a failure: the CLI exits 0.
@@ -37,6 +36,10 @@ export class StartCancelled extends Error {
   }
 }
 
+/**
+ * Waits for Redis to answer, retrying with backoff and a log line per failure, for up to `timeoutMs`;
+ * throws StartCancelled between tries once `cancelled()` says so.
+ */
 export async function waitForRedis(redis: Redis, url: string, timeoutMs: number, log: Logger, cancelled: () => boolean = () => false): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   // The connection's own error says why (refused, WRONGPASS, a certificate); a timed-out PING does not.
