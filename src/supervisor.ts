@@ -230,7 +230,9 @@ export class Supervisor {
 
   async #shutdown(requested: 'warm' | 'cold'): Promise<void> {
     // A start in progress ends at its next step (StartCancelled); what it built by then is undone here.
-    await this.#starting?.catch(() => undefined);
+    // A step that hangs (a task module that never finishes loading, Redis gone mid-start) is waited
+    // for only so long: the teardown below makes it fail.
+    await this.#step('start', () => this.#starting?.catch(() => undefined));
     const consumer = this.#consumer;
     const unfinished = consumer?.reserved ?? 0;
     this.#consuming = false;

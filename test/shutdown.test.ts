@@ -116,3 +116,13 @@ test('SIGTERM while Redis cannot be reached at start: exit code 0 within seconds
   assert.ok(Date.now() - t < 5_000, `stopped in ${Date.now() - t} ms`);
   assert.deepEqual(worker.lines.filter((l) => typeof l.level === 'number' && l.level >= 50), []);
 });
+
+test('SIGTERM while the task module never finishes loading: the start is given up on, exit code 0', async () => {
+  const worker = spawnWorker({ url: env.redis.url, app: SLOW_LOAD, env: { TEST_LOAD_MS: 'Infinity' } });
+  await worker.waitFor((l) => l.event === 'fixture:loading', 15_000, 'the module beginning to load');
+  const exit = await worker.stop('SIGTERM', 20_000);
+  assert.equal(exit.code, 0, `stderr: ${worker.stderr}`);
+  const step = await worker.waitFor((l) => l.event === 'shutdown:step-failed', 0, 'the step that did not finish');
+  assert.equal(step.step, 'start');
+  assert.equal(worker.events('worker:ready').length, 0);
+});
