@@ -93,8 +93,11 @@ export class Heartbeat implements Lease {
     this.#log = logger;
   }
 
-  /** Takes the hostname, waiting out a live holder elsewhere for at most one heartbeat period. */
-  async acquire(): Promise<void> {
+  /**
+   * Takes the hostname, waiting out a live holder elsewhere for at most one heartbeat period; gives up
+   * between tries once `cancelled()` (resolves false then).
+   */
+  async acquire(cancelled: () => boolean = () => false): Promise<boolean> {
     const deadline = Date.now() + this.#ttlMs + 1000;
     let warned = false;
     for (;;) {
@@ -104,7 +107,7 @@ export class Heartbeat implements Lease {
       const sentAt = performance.now();
       if ((await this.#broker.claim(this.#hostname, this.#value, this.#ttlMs, dead && current !== null ? current : '')) !== 'refused') {
         this.#validUntil = sentAt + this.#ttlMs;
-        return;
+        return true;
       }
       if (Date.now() > deadline) throw new HostnameInUseError(this.#hostname);
       if (!warned) {
@@ -112,6 +115,7 @@ export class Heartbeat implements Lease {
         warned = true;
       }
       await new Promise((r) => setTimeout(r, 250));
+      if (cancelled()) return false;
     }
   }
 

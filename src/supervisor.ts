@@ -96,6 +96,8 @@ export class Supervisor {
   #hostnameLost = false;
   #stopping: Promise<void> | null = null;
   #starting: Promise<void> | null = null;
+  /** The shutdown has begun undoing the start: a start step failing from now on is its doing. */
+  #tearingDown = false;
   #goCold: (() => void) | null = null;
   #markStopped!: () => void;
   /** Resolves when a shutdown, however started, has finished. */
@@ -115,8 +117,9 @@ export class Supervisor {
    */
   start(): Promise<void> {
     this.#starting ??= this.#start().catch((err: unknown) => {
-      // A step that failed because the stop tore down what it used is the stop's doing too.
-      throw this.#stopping ? new StartCancelled() : err;
+      // A step that failed because the shutdown tore down what it used is the stop's doing. Before
+      // that, a failure is the start's own (a broken task module, Redis past the timeout), and said so.
+      throw this.#tearingDown && !(err instanceof StartCancelled) ? new StartCancelled() : err;
     });
     return this.#starting;
   }
@@ -148,7 +151,7 @@ export class Supervisor {
     const manifest = await pool.describe();
     this.#proceed();
     const heartbeat = (this.#heartbeat = new Heartbeat(broker, c.hostname, c.heartbeatTtl * 1000, this.log));
-    await heartbeat.acquire();
+    await heartbeat.acquire(() => this.#stopping !== null);
     this.#proceed();
 
     const scheduler = (this.#scheduler = new Scheduler(broker, this.log));
@@ -233,6 +236,7 @@ export class Supervisor {
     // A step that hangs (a task module that never finishes loading, Redis gone mid-start) is waited
     // for only so long: the teardown below makes it fail.
     await this.#step('start', () => this.#starting?.catch(() => undefined));
+    this.#tearingDown = true;
     const consumer = this.#consumer;
     const unfinished = consumer?.reserved ?? 0;
     this.#consuming = false;

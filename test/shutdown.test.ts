@@ -126,3 +126,30 @@ test('SIGTERM while the task module never finishes loading: the start is given u
   assert.equal(step.step, 'start');
   assert.equal(worker.events('worker:ready').length, 0);
 });
+
+test('a task module that fails to load while a stop is asked for is still reported: exit code 1', async () => {
+  const worker = spawnWorker({ url: env.redis.url, app: SLOW_LOAD, env: { TEST_LOAD_THROW: '1' } });
+  await worker.waitFor((l) => l.event === 'fixture:loading', 15_000, 'the module beginning to load');
+  const exit = await worker.stop('SIGTERM', 20_000);
+  assert.equal(exit.code, 1);
+  const failed = await worker.waitFor((l) => l.event === 'worker:failed', 0, 'the worker:failed line');
+  assert.equal(failed.code, 'E_APP_LOAD');
+  assert.match(String(failed.err), /fails to load on purpose/);
+});
+
+test('SIGTERM while waiting for a hostname a live worker holds: exit code 0 at once, the live worker untouched', async () => {
+  await env.raw.flushall();
+  const hostname = `busy-${process.pid}@test`;
+  const live = await startWorker({ url: env.redis.url, hostname });
+  const heartbeat = await env.raw.get(`celeriac:heartbeat:${hostname}`);
+  assert.ok(heartbeat);
+  const second = spawnWorker({ url: env.redis.url, hostname });
+  await second.waitFor((l) => l.event === 'hostname:busy', 15_000, 'the hostname:busy warning');
+  const t = Date.now();
+  const exit = await second.stop('SIGTERM', 20_000);
+  assert.equal(exit.code, 0, `stderr: ${second.stderr}`);
+  assert.ok(Date.now() - t < 3_000, `stopped in ${Date.now() - t} ms (the wait for the hostname lasts a heartbeat period)`);
+  assert.equal(await env.raw.get(`celeriac:heartbeat:${hostname}`), heartbeat, 'the live worker still holds its hostname');
+  assert.equal(await (await env.client.send('celery_app.tasks.add', [2, 3])).get({ timeout: 10_000 }), 5);
+  await live.stop();
+});
