@@ -805,8 +805,8 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
       try {
         const bull = startBull('rt', 'noop', 1, 0);
         const floors = [
-          new Child('floor worker, round trip without a thread', process.execPath, [FLOOR_WORKER, url, '0', RT_FLOOR_QUEUES.floor]),
-          new Child('floor worker, round trip with a thread hop', process.execPath, [FLOOR_WORKER, url, '1', RT_FLOOR_QUEUES.floorThread]),
+          floorWorker('round trip without a thread', '0', RT_FLOOR_QUEUES.floor),
+          floorWorker('round trip with a thread hop', '1', RT_FLOOR_QUEUES.floorThread),
         ];
         try {
           await Promise.all([bull, ...floors].map((c) => c.nextJson((l) => l.ready === true, 30_000, 'ready line')));
@@ -849,7 +849,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
     await flush();
     record('memory', 'bullmq', 'idle, concurrency 10', await idleRss(startBull('bench', 'noop', 10, 0)));
     // What any worker of our design weighs: Node, ioredis's two connections and two bare pool threads.
-    record('memory', 'floor', 'idle: Node, ioredis (2 connections), 2 bare Piscina threads', await idleRss(new Child('floor worker, 2 threads', process.execPath, [FLOOR_WORKER, url, '2'])));
+    record('memory', 'floor', 'idle: Node, ioredis (2 connections), 2 bare Piscina threads', await idleRss(floorWorker('2 threads', '2')));
     for (const [pool, c] of MODE === 'smoke' ? ([['solo', 0]] as const) : ([['solo', 0], ['prefork', 2]] as const)) {
       await flush();
       const w = startCelery(pool, c, 'info');
@@ -1056,6 +1056,11 @@ async function sequentialLibraryLpush(n: number, warm: number): Promise<Figures>
   } finally {
     await closeRedis(conn);
   }
+}
+
+/** floor-worker.js on the bench's Redis: THREADS, and QUEUE for a round trip. */
+function floorWorker(what: string, ...args: string[]): Child {
+  return new Child(`floor worker, ${what}`, process.execPath, [FLOOR_WORKER, url, ...args]);
 }
 
 /** RSS of a worker that prints a `ready` line, one second after that line; then stops it. */

@@ -98,6 +98,8 @@ export class Supervisor {
   #starting: Promise<void> | null = null;
   /** The shutdown has begun undoing the start: a start step failing from now on is its doing. */
   #tearingDown = false;
+  /** A stop has been asked for (the waits of a start give up on it). */
+  readonly #stopAsked = (): boolean => this.#stopping !== null;
   #goCold: (() => void) | null = null;
   #markStopped!: () => void;
   /** Resolves when a shutdown, however started, has finished. */
@@ -126,7 +128,7 @@ export class Supervisor {
 
   /** Between the steps of a start: a stop asked for meanwhile ends it there. */
   #proceed(): void {
-    if (this.#stopping) throw new StartCancelled();
+    if (this.#stopAsked()) throw new StartCancelled();
   }
 
   async #start(): Promise<void> {
@@ -135,7 +137,7 @@ export class Supervisor {
     broker.redis.on('error', (err: Error) => this.log.warn({ event: 'redis:error', err: err.message }, 'Redis connection error'));
     if (c.metricsPort !== 0) await this.#serveMetrics(broker);
     this.#proceed();
-    await waitForRedis(broker.redis, c.brokerUrl, c.connectTimeout * 1000, this.log, () => this.#stopping !== null);
+    await waitForRedis(broker.redis, c.brokerUrl, c.connectTimeout * 1000, this.log, this.#stopAsked);
     this.#proceed();
 
     const pool = (this.#pool = new Pool({
@@ -151,7 +153,7 @@ export class Supervisor {
     const manifest = await pool.describe();
     this.#proceed();
     const heartbeat = (this.#heartbeat = new Heartbeat(broker, c.hostname, c.heartbeatTtl * 1000, this.log));
-    await heartbeat.acquire(() => this.#stopping !== null);
+    await heartbeat.acquire(this.#stopAsked);
     this.#proceed();
 
     const scheduler = (this.#scheduler = new Scheduler(broker, this.log));

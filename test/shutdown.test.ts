@@ -99,7 +99,7 @@ test('SIGTERM while the task module loads ends the start: exit code 0, no error,
   const exit = await worker.stop('SIGTERM', 15_000);
   assert.equal(exit.code, 0, `stderr: ${worker.stderr}`);
   assert.equal(worker.stderr, '');
-  assert.deepEqual(worker.lines.filter((l) => typeof l.level === 'number' && l.level >= 50), []);
+  assert.deepEqual(worker.errorLines(), []);
   assert.equal(worker.events('worker:ready').length, 0);
   assert.equal(worker.events('worker:shutdown').length, 1);
   assert.deepEqual(await env.raw.keys('celeriac:*'), [], 'no heartbeat, registration or processing list');
@@ -114,7 +114,7 @@ test('SIGTERM while Redis cannot be reached at start: exit code 0 within seconds
   const exit = await worker.stop('SIGTERM', 15_000);
   assert.equal(exit.code, 0, `stderr: ${worker.stderr}`);
   assert.ok(Date.now() - t < 5_000, `stopped in ${Date.now() - t} ms`);
-  assert.deepEqual(worker.lines.filter((l) => typeof l.level === 'number' && l.level >= 50), []);
+  assert.deepEqual(worker.errorLines(), []);
 });
 
 test('SIGTERM while the task module never finishes loading: the start is given up on, exit code 0', async () => {

@@ -77,6 +77,11 @@ export class WorkerProcess {
     return this.waitFor((l) => l.event === 'worker:ready', timeoutMs, 'worker:ready line');
   }
 
+  /** Lines logged at level error or above. */
+  errorLines(): LogLine[] {
+    return this.lines.filter((l) => typeof l.level === 'number' && l.level >= 50);
+  }
+
   /** Lines of one event kind, e.g. 'task:succeeded'. */
   events(event: string): LogLine[] {
     return this.lines.filter((l) => l.event === event);
