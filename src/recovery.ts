@@ -11,6 +11,7 @@
 
 import { hostname as machine } from 'node:os';
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker, ListPair } from './broker.js';
 import { HostnameInUseError, ProtocolError, REJECTION_EXCEPTIONS } from './errors.js';
 import type { EventBus } from './events.js';
@@ -95,9 +96,9 @@ export class Heartbeat implements Lease {
 
   /**
    * Takes the hostname, waiting out a live holder elsewhere for at most one heartbeat period; gives up
-   * between tries once `cancelled()` (resolves false then).
+   * as soon as `stop` aborts (resolves false then).
    */
-  async acquire(cancelled: () => boolean = () => false): Promise<boolean> {
+  async acquire(stop: AbortSignal): Promise<boolean> {
     const deadline = Date.now() + this.#ttlMs + 1000;
     let warned = false;
     for (;;) {
@@ -114,8 +115,8 @@ export class Heartbeat implements Lease {
         this.#log.warn({ event: 'hostname:busy', hostname: this.#hostname, holder: current }, 'hostname held by another worker; waiting for its heartbeat to expire');
         warned = true;
       }
-      await new Promise((r) => setTimeout(r, 250));
-      if (cancelled()) return false;
+      await sleep(250, undefined, { signal: stop }).catch(() => undefined);
+      if (stop.aborted) return false;
     }
   }
 

@@ -6,6 +6,7 @@
 //   then write pending acks, hand every message still in our processing lists back to its queue,
 //   release the hostname, close Redis. Exit code 0 either way: nothing was lost.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { AckWriter } from './acks.js';
 import { Broker } from './broker.js';
@@ -38,9 +39,9 @@ export class StartCancelled extends Error {
 
 /**
  * Waits for Redis to answer, retrying with backoff and a log line per failure, for up to `timeoutMs`;
- * throws StartCancelled between tries once `cancelled()` says so.
+ * throws StartCancelled as soon as `stop` aborts, cutting a ping or a backoff short.
  */
-export async function waitForRedis(redis: Redis, url: string, timeoutMs: number, log: Logger, cancelled: () => boolean = () => false): Promise<void> {
+export async function waitForRedis(redis: Redis, url: string, timeoutMs: number, log: Logger, stop: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   // The connection's own error says why (refused, WRONGPASS, a certificate); a timed-out PING does not.
   let lastError: string | null = null;
@@ -49,30 +50,32 @@ export async function waitForRedis(redis: Redis, url: string, timeoutMs: number,
   };
   redis.on('error', onError);
   try {
-    await pingUntil(redis, url, deadline, log, () => lastError, cancelled);
+    await pingUntil(redis, url, deadline, log, () => lastError, stop);
   } finally {
     redis.off('error', onError);
   }
 }
 
-async function pingUntil(redis: Redis, url: string, deadline: number, log: Logger, lastError: () => string | null, cancelled: () => boolean): Promise<void> {
+async function pingUntil(redis: Redis, url: string, deadline: number, log: Logger, lastError: () => string | null, stop: AbortSignal): Promise<void> {
   for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
     const wait = Math.max(100, Math.min(2000, deadline - Date.now()));
     try {
       await Promise.race([
         redis.ping(),
-        new Promise((_, reject) => setTimeout(() => reject(new Error(lastError() ?? `no answer within ${wait} ms`)), wait).unref()),
+        sleep(wait, undefined, { signal: stop, ref: false }).then(() => {
+          throw new Error(lastError() ?? `no answer within ${wait} ms`);
+        }),
       ]);
       return;
     } catch (err) {
+      if (stop.aborted) throw new StartCancelled();
       const reason = err instanceof Error ? err.message : String(err);
       if (Date.now() + delay > deadline) {
         throw new CeleriacError('E_REDIS', `cannot reach Redis at ${redactUrl(url)}: ${reason}`);
       }
-      if (cancelled()) throw new StartCancelled();
       log.warn({ event: 'redis:unreachable', url: redactUrl(url), err: reason, retry_in_ms: delay }, 'Redis unreachable; retrying');
-      await new Promise((r) => setTimeout(r, delay));
-      if (cancelled()) throw new StartCancelled();
+      await sleep(delay, undefined, { signal: stop }).catch(() => undefined);
+      if (stop.aborted) throw new StartCancelled();
     }
   }
 }
@@ -98,9 +101,15 @@ export class Supervisor {
   #starting: Promise<void> | null = null;
   /** The shutdown has begun undoing the start: a start step failing from now on is its doing. */
   #tearingDown = false;
-  /** A stop has been asked for (the waits of a start give up on it). */
-  readonly #stopAsked = (): boolean => this.#stopping !== null;
-  #goCold: (() => void) | null = null;
+  /** Aborted when a stop is asked for: the waits of a start give up on it at once. */
+  readonly #stopAsked = new AbortController();
+  /** A cold shutdown was asked for (by the first call or a later one). */
+  #cold = false;
+  #askCold!: () => void;
+  /** Resolves when a cold shutdown is asked for: it ends the waits of a warm one. */
+  readonly #coldAsked = new Promise<void>((resolve) => {
+    this.#askCold = resolve;
+  });
   #markStopped!: () => void;
   /** Resolves when a shutdown, however started, has finished. */
   readonly stopped = new Promise<void>((resolve) => {
@@ -128,7 +137,7 @@ export class Supervisor {
 
   /** Between the steps of a start: a stop asked for meanwhile ends it there. */
   #proceed(): void {
-    if (this.#stopAsked()) throw new StartCancelled();
+    if (this.#stopAsked.signal.aborted) throw new StartCancelled();
   }
 
   async #start(): Promise<void> {
@@ -137,7 +146,7 @@ export class Supervisor {
     broker.redis.on('error', (err: Error) => this.log.warn({ event: 'redis:error', err: err.message }, 'Redis connection error'));
     if (c.metricsPort !== 0) await this.#serveMetrics(broker);
     this.#proceed();
-    await waitForRedis(broker.redis, c.brokerUrl, c.connectTimeout * 1000, this.log, this.#stopAsked);
+    await waitForRedis(broker.redis, c.brokerUrl, c.connectTimeout * 1000, this.log, this.#stopAsked.signal);
     this.#proceed();
 
     const pool = (this.#pool = new Pool({
@@ -153,7 +162,7 @@ export class Supervisor {
     const manifest = await pool.describe();
     this.#proceed();
     const heartbeat = (this.#heartbeat = new Heartbeat(broker, c.hostname, c.heartbeatTtl * 1000, this.log));
-    await heartbeat.acquire(this.#stopAsked);
+    await heartbeat.acquire(this.#stopAsked.signal);
     this.#proceed();
 
     const scheduler = (this.#scheduler = new Scheduler(broker, this.log));
@@ -225,38 +234,37 @@ export class Supervisor {
 
   /** First call: warm shutdown (or cold if asked); a later call turns a warm one cold. */
   stop(mode: 'warm' | 'cold' = 'warm'): Promise<void> {
-    if (this.#stopping) {
-      if (mode === 'cold') this.#goCold?.();
-      return this.#stopping;
+    if (mode === 'cold') {
+      this.#cold = true;
+      this.#askCold();
     }
-    this.#stopping = this.#shutdown(mode).finally(() => this.#markStopped());
+    if (this.#stopping) return this.#stopping;
+    this.#stopAsked.abort();
+    this.#stopping = this.#shutdown().finally(() => this.#markStopped());
     return this.#stopping;
   }
 
-  async #shutdown(requested: 'warm' | 'cold'): Promise<void> {
+  async #shutdown(): Promise<void> {
     // A start in progress ends at its next step (StartCancelled); what it built by then is undone here.
     // A step that hangs (a task module that never finishes loading, Redis gone mid-start) is waited
-    // for only so long: the teardown below makes it fail.
-    await this.#step('start', () => this.#starting?.catch(() => undefined));
+    // for only so long, or not at all once a cold shutdown is asked for: the teardown below makes it fail.
+    await this.#step('start', () => Promise.race([this.#starting?.catch(() => undefined), this.#coldAsked]));
     this.#tearingDown = true;
     const consumer = this.#consumer;
     const unfinished = consumer?.reserved ?? 0;
     this.#consuming = false;
-    let mode = requested;
+    let mode: 'warm' | 'cold' = this.#cold ? 'cold' : 'warm';
     // Reserved messages not started go back to their queues now, for other workers.
     const released = consumer?.quiet() ?? Promise.resolve(0);
     // Their timers stop at once; a round trip of theirs still in flight need not be waited for.
     await this.#step('scheduler', () => this.#scheduler?.stop(), LOOP_STOP_LIMIT_MS);
     await this.#step('sweeper', () => this.#sweeper?.stop(), LOOP_STOP_LIMIT_MS);
     if (mode === 'warm' && consumer) {
-      const cold = new Promise<void>((resolve) => {
-        this.#goCold = resolve;
-      });
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, this.config.shutdownTimeout * 1000);
       });
-      const finished = await Promise.race([consumer.idle().then(() => true), cold.then(() => false), deadline.then(() => false)]);
+      const finished = await Promise.race([consumer.idle().then(() => true), this.#coldAsked.then(() => false), deadline.then(() => false)]);
       clearTimeout(timer);
       if (!finished) mode = 'cold';
     }
