@@ -120,7 +120,7 @@ interface Sizes {
   floor: number;
 }
 const SIZES: Record<typeof MODE, Sizes> = {
-  full: { enqueue: 5000, bulk: 50000, drain: 20000, celeryDrain: 10000, cpu: 1000, rt: 1000, eta: 100000, etaPrecision: 2000, etaSpreadMs: 5000, etaSettleMs: 120000, scale: 20000, floor: 200000 },
+  full: { enqueue: 5000, bulk: 50000, drain: 20000, celeryDrain: 5000, cpu: 1000, rt: 1000, eta: 100000, etaPrecision: 2000, etaSpreadMs: 5000, etaSettleMs: 120000, scale: 20000, floor: 200000 },
   quick: { enqueue: 2000, bulk: 10000, drain: 5000, celeryDrain: 2000, cpu: 400, rt: 300, eta: 20000, etaPrecision: 500, etaSpreadMs: 2000, etaSettleMs: 15000, scale: 5000, floor: 50000 },
   smoke: { enqueue: 200, bulk: 2000, drain: 1000, celeryDrain: 200, cpu: 40, rt: 40, eta: 2000, etaPrecision: 100, etaSpreadMs: 500, etaSettleMs: 5000, scale: 1000, floor: 5000 },
 };
