@@ -182,16 +182,12 @@ export class Broker {
   async blockingMove(conn: Redis, pair: ListPair, timeoutSeconds: number): Promise<Fetched | null> {
     // Asked before the first wait on each connection (it is forgotten when the connection drops, as
     // the server gives a new one on reconnect): a request queued behind a BLMOVE would not be answered
-    // until the wait ends.
-    this.#unblockWanted.delete(conn);
+    // until the wait ends. Awaited, so that a wait ended before its connection was even set up does
+    // not begin: sent behind the id, its BLMOVE used to take a message past the prefetch bound.
     if (!this.#clientIds.has(conn)) {
-      conn.client('ID').then(
-        (id) => {
-          this.#clientIds.set(conn, Number(id));
-          if (this.#unblockWanted.delete(conn)) void this.unblock([conn]).catch(() => undefined);
-        },
-        () => undefined,
-      );
+      this.#unblockWanted.delete(conn);
+      this.#clientIds.set(conn, Number(await conn.client('ID')));
+      if (this.#unblockWanted.delete(conn)) return null;
     }
     const bytes = await conn.blmoveBuffer(pair.source, pair.processing, 'RIGHT', 'LEFT', timeoutSeconds);
     return bytes === null ? null : { pair, bytes };

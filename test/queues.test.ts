@@ -4,9 +4,11 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import { createClient, type Client } from '../src/index.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { startWorker } from './helpers/daemon.js';
+import { startSlowProxy } from './helpers/proxy.js';
 
 let redis: RedisServer;
 let client: Client;
@@ -35,6 +37,31 @@ test('an idle worker on three queues runs a task sent to any of them at once', a
     }
   } finally {
     await worker.stop();
+  }
+});
+
+test('a wait on a connection still being set up when the worker fills up never begins: nothing is taken past the prefetch bound', async () => {
+  // Every idle wait but the first reaches Redis late: they are still connecting when the first task
+  // arrives, so their ends are asked for before their client ids are known.
+  const proxy = await startSlowProxy(redis.port, { match: ':wait', spare: 1, holdBackMs: 400 });
+  const worker = await startWorker({ url: proxy.url, concurrency: 1, args: ['-Q', 'celery,other', '--prefetch-multiplier', '1'] });
+  const raw = new Redis(redis.url);
+  try {
+    await raw.config('RESETSTAT');
+    const first = await client.send('celery_app.tasks.sleep', [3]);
+    await worker.waitFor((l) => l.event === 'task:received' && l.task_id === first.id, 10_000, 'the first task received');
+    await client.send('celery_app.tasks.add', [1, 2], {}, { queue: 'other' });
+    // Past the slow connections' set-up (a few round trips held back 400 ms each).
+    await new Promise((r) => setTimeout(r, 2_000));
+    assert.ok(proxy.slowed >= 3, `slowed ${proxy.slowed} connections`);
+    assert.equal(await raw.llen('other'), 1, 'the task sent to the other queue waits there');
+    assert.doesNotMatch(await raw.info('commandstats'), /cmdstat_rpush:/, 'no message was taken past the bound and handed back');
+    assert.equal(worker.events('task:received').length, 1);
+    assert.equal(await first.get({ timeout: 10_000 }), 3);
+  } finally {
+    raw.disconnect();
+    await worker.stop();
+    await proxy.close();
   }
 });
 
