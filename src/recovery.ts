@@ -103,6 +103,9 @@ export class Heartbeat implements Lease {
     let warned = false;
     for (;;) {
       const current = await this.#broker.currentHolder(this.#hostname);
+      // Not claimed once a stop is asked for: a release sent before the claim would miss it, and the
+      // hostname would stay taken for a TTL.
+      if (stop.aborted) return false;
       const holder = current === null ? null : parseHolder(current);
       const dead = holder !== null && holder.machine === machine() && holder.pid !== process.pid && !pidAlive(holder.pid);
       const sentAt = performance.now();

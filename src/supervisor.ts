@@ -101,6 +101,8 @@ export class Supervisor {
   #starting: Promise<void> | null = null;
   /** The shutdown has begun undoing the start: a start step failing from now on is its doing. */
   #tearingDown = false;
+  /** The shutdown is past closing the metrics endpoints: a start still opening them closes them itself. */
+  #httpClosed = false;
   /** Aborted when a stop is asked for: the waits of a start give up on it at once. */
   readonly #stopAsked = new AbortController();
   /** A cold shutdown was asked for (by the first call or a later one). */
@@ -229,6 +231,11 @@ export class Supervisor {
     } catch (err) {
       throw new CeleriacError('E_CONFIG', `--metrics-port: cannot listen on ${c.metricsBind}:${c.metricsPort}: ${(err as Error).message}`);
     }
+    // A cold stop does not wait for the start: its teardown may be past closing the endpoints already.
+    if (this.#httpClosed) {
+      await http.close();
+      throw new StartCancelled();
+    }
     this.#http = http;
   }
 
@@ -291,6 +298,7 @@ export class Supervisor {
     }
     this.bus.emit('worker:shutdown', { hostname: this.config.hostname, mode, requeued, unfinished });
     await this.#step('http', () => this.#http?.close());
+    this.#httpClosed = true;
     await this.#step('redis', () => this.#broker?.close());
   }
 

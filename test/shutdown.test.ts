@@ -6,8 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { useRedis } from './helpers/setup.js';
-import { spawnWorker, startWorker } from './helpers/daemon.js';
+import { EXAMPLE_TASKS, spawnWorker, startWorker } from './helpers/daemon.js';
 import { freePort } from './helpers/redis-server.js';
+import { createConnection } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { loadWorkerConfig, Supervisor } from '../src/index.js';
+import { createLogger } from '../src/logger.js';
 
 const SLOW_LOAD = fileURLToPath(new URL('../../test/fixtures/tasks/slow-load.js', import.meta.url));
 
@@ -164,4 +168,24 @@ test('SIGTERM while waiting for a hostname a live worker holds: exit code 0 at o
   assert.equal(await env.raw.get(`celeriac:heartbeat:${hostname}`), heartbeat, 'the live worker still holds its hostname');
   assert.equal(await (await env.client.send('celery_app.tasks.add', [2, 3])).get({ timeout: 10_000 }), 5);
   await live.stop();
+});
+
+test('a cold stop while the start is still opening the metrics port leaves nothing listening (library use)', async () => {
+  const port = await freePort();
+  const config = loadWorkerConfig({ broker: `redis://127.0.0.1:${await freePort()}/0`, 'metrics-port': String(port), app: EXAMPLE_TASKS, hostname: `lib-${process.pid}@test` }, {});
+  const supervisor = new Supervisor(config, createLogger('fatal'));
+  const started = supervisor.start().catch((err: unknown) => err);
+  await nextTurn();
+  void supervisor.stop('warm');
+  await supervisor.stop('cold');
+  assert.equal(((await started) as Error).name, 'StartCancelled');
+  const refused = await new Promise<boolean>((resolve) => {
+    const socket = createConnection(port, '127.0.0.1');
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.on('error', () => resolve(true));
+  });
+  assert.ok(refused, `port ${port} still accepts connections after the stop`);
 });
