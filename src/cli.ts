@@ -101,15 +101,13 @@ async function worker(args: string[]): Promise<number> {
   try {
     await supervisor.start();
   } catch (err) {
-    if (err instanceof StartCancelled) {
-      await supervisor.stopped;
+    // A stop during the start is no failure: the shutdown it began is waited for below, as any other.
+    if (!(err instanceof StartCancelled)) {
+      supervisor.log.fatal({ event: 'worker:failed', code: (err as CeleriacError).code, err: (err as Error).message }, 'worker failed to start');
+      await supervisor.stop('cold');
       await flush(supervisor);
-      return 0;
+      throw err;
     }
-    supervisor.log.fatal({ event: 'worker:failed', code: (err as CeleriacError).code, err: (err as Error).message }, 'worker failed to start');
-    await supervisor.stop('cold');
-    await flush(supervisor);
-    throw err;
   }
   await supervisor.stopped;
   await flush(supervisor);

@@ -96,22 +96,22 @@ export class Heartbeat implements Lease {
 
   /**
    * Takes the hostname, waiting out a live holder elsewhere for at most one heartbeat period; gives up
-   * as soon as `stop` aborts (resolves false then).
+   * as soon as `stop` aborts (the caller reads the signal).
    */
-  async acquire(stop: AbortSignal): Promise<boolean> {
+  async acquire(stop: AbortSignal): Promise<void> {
     const deadline = Date.now() + this.#ttlMs + 1000;
     let warned = false;
     for (;;) {
       const current = await this.#broker.currentHolder(this.#hostname);
       // Not claimed once a stop is asked for: a release sent before the claim would miss it, and the
       // hostname would stay taken for a TTL.
-      if (stop.aborted) return false;
+      if (stop.aborted) return;
       const holder = current === null ? null : parseHolder(current);
       const dead = holder !== null && holder.machine === machine() && holder.pid !== process.pid && !pidAlive(holder.pid);
       const sentAt = performance.now();
       if ((await this.#broker.claim(this.#hostname, this.#value, this.#ttlMs, dead && current !== null ? current : '')) !== 'refused') {
         this.#validUntil = sentAt + this.#ttlMs;
-        return true;
+        return;
       }
       if (Date.now() > deadline) throw new HostnameInUseError(this.#hostname);
       if (!warned) {
@@ -119,7 +119,7 @@ export class Heartbeat implements Lease {
         warned = true;
       }
       await sleep(250, undefined, { signal: stop }).catch(() => undefined);
-      if (stop.aborted) return false;
+      if (stop.aborted) return;
     }
   }
 
