@@ -141,6 +141,7 @@ const CELERY_POOLS: Record<typeof MODE, [string, number][]> = {
 /** The configuration of the celeriac-only scenarios when the drain sweep did not run. */
 const DEFAULT_BEST: [number, number] = [2, 200];
 
+const DRAIN_FLOOR = 'fetch.lua, 1 Piscina thread, ack.lua, prefetch 200 (one JSON.parse, nothing checked)';
 const NOOP = 'bench_app.tasks.noop';
 const BURN = 'bench_app.tasks.burn';
 const NOW = 'bench_app.tasks.now';
@@ -463,6 +464,26 @@ async function celeriacDrain(n: number, concurrency: number, prefetch: number, t
   }
 }
 
+/**
+ * The drain floor (floor-worker.ts): the least a worker of our design can cost per task, on the same
+ * queued messages, with the prefetch bound of our best configuration (-c 1, 200).
+ */
+async function floorDrain(n: number): Promise<Figures> {
+  await flush();
+  await prefillCeleriac(n, (i) => ({ name: NOOP, args: [i, 1] }));
+  const worker = floorWorker('drain', '1', 'celery', '200');
+  try {
+    await worker.nextJson((l) => l.ready === true, 30_000, 'ready line');
+    const cpu = cpuMeter(worker.pid, n);
+    const { jobs_per_s } = await waitStored(n, 0, drainTimeout(n, 1000), () => worker.running);
+    const cpuFigures = cpu();
+    await checkResults('floor drain', n);
+    return { jobs_per_s, ...cpuFigures };
+  } finally {
+    await worker.stop('SIGTERM', 10_000);
+  }
+}
+
 // --- BullMQ ----------------------------------------------------------------------------------------
 
 const bullConnection = (): { host: string; port: number; maxRetriesPerRequest: null } => ({ host: '127.0.0.1', port, maxRetriesPerRequest: null });
@@ -772,6 +793,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
     const sweep: Record<string, () => Promise<Figures>> = {};
     for (const [c, p] of CELERIAC_SWEEP[MODE]) sweep[`celeriac\t-c ${c} --prefetch-multiplier ${p}`] = () => celeriacDrain(N.drain, c, p, 'noop');
     for (const c of BULL_SWEEP[MODE]) sweep[`bullmq\tconcurrency ${c}`] = () => bullDrain(N.drain, 'noop', c);
+    sweep[`floor\t${DRAIN_FLOOR}`] = () => floorDrain(N.drain);
     for (const [key, figures] of Object.entries(await interleaved(REPS, sweep))) {
       const [system, config] = key.split('\t') as [System, string];
       record('drain', system, config, figures);
@@ -1136,6 +1158,10 @@ function ratios(): Ratio[] {
   const bullDrainBest = bestEntry('drain', 'bullmq', 'jobs_per_s', 'max');
   add('drain_vs_bullmq', 'no-op drain, best settings', '', 'bullmq', drain, 'jobs_per_s', bullDrainBest, 'jobs_per_s', { op: '>=', value: 2 });
   add('drain_vs_celery', 'no-op drain, best settings', '', 'celery', drain, 'jobs_per_s', bestEntry('drain', 'celery', 'jobs_per_s', 'max'), 'jobs_per_s', { op: '>=', value: 20 });
+  // What our own code costs on top of the design's hot path, and the most the design could show.
+  const drainFloor = find('drain', 'floor', '');
+  add('drain_vs_floor', 'no-op drain vs the floor of our design (fetch.lua, a thread hop, ack.lua)', '', 'none', drain, 'jobs_per_s', drainFloor, 'jobs_per_s');
+  add('drain_floor_vs_bullmq', 'no-op drain, the floor of our design vs BullMQ (the most our design could show)', '', 'none', drainFloor, 'jobs_per_s', bullDrainBest, 'jobs_per_s');
 
   const cpu = bestEntry('cpu', 'celeriac', 'jobs_per_s', 'max');
   add('cpu_efficiency', `CPU 5 ms tasks: share of ${CORES} × 200/s`, 'of ideal', 'none', cpu, 'jobs_per_s', ideal, '', { op: '>=', value: 0.9 });

@@ -48,6 +48,8 @@ test('bench --smoke runs enqueue, drain, cpu, roundtrip and memory for all three
       'enqueue_library_floor_vs_bullmq',
       'drain_vs_bullmq',
       'drain_vs_celery',
+      'drain_vs_floor',
+      'drain_floor_vs_bullmq',
       'cpu_efficiency',
       'cpu_vs_bullmq',
       'cpu_vs_celery',
@@ -95,11 +97,13 @@ test('bench refuses an unknown scenario with exit code 2', async () => {
   assert.match(r.stderr, /unknown scenario 'nope'/);
 });
 
-test('the floor worker refuses a missing or bad thread count with its usage and exit code 2', async () => {
-  // 0 threads only for a round trip (with a queue): an idle floor without threads measures nothing of ours.
-  for (const args of [[], ['redis://127.0.0.1:1/0'], ['redis://127.0.0.1:1/0', '0'], ['redis://127.0.0.1:1/0', 'two'], ['redis://127.0.0.1:1/0', '-1', 'q']]) {
+test('the floor worker refuses a missing or bad thread count or capacity with its usage and exit code 2', async () => {
+  // 0 threads only for a round trip (with a queue and no capacity): an idle floor or a drain without
+  // threads measures nothing of ours.
+  const url = 'redis://127.0.0.1:1/0';
+  for (const args of [[], [url], [url, '0'], [url, 'two'], [url, '-1', 'q'], [url, '0', 'q', '200'], [url, '1', 'q', '0'], [url, '1', 'q', 'many']]) {
     const r = await runToCompletion(process.execPath, [FLOOR_WORKER, ...args], {}, 30_000);
     assert.equal(r.code, 2, `args ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
-    assert.match(r.stderr, /^usage: node floor-worker\.js URL THREADS \[QUEUE\]$/m);
+    assert.match(r.stderr, /^usage: node floor-worker\.js URL THREADS \[QUEUE \[CAPACITY\]\]$/m);
   }
 });
