@@ -3,14 +3,20 @@
 // atomic script or MULTI. The only module that runs work-queue scripts; keys come from keys.ts.
 // Rule of thumb (design.md): Lua when a write depends on a read, MULTI when it does not.
 
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { closeRedis, connect } from './connection.js';
 import type { EventBus } from './events.js';
 import { DEAD_LETTER_KEY, ETA_KEY, PRIORITY_STEPS, WORKERS_KEY, heartbeatKey, processingIndex, processingPrefix, queueLists, rateKey, resultKey } from './keys.js';
+import { EncodedCommand, encodeCommand } from './resp.js';
 
 const script = (name: string): string =>
   readFileSync(new URL(`../../src/lua/${name}.lua`, import.meta.url), 'utf8');
+
+const ACK_LUA = script('ack');
+/** What EVALSHA calls ack.lua by (as ioredis computes it for `defineCommand`). */
+const ACK_SHA = createHash('sha1').update(ACK_LUA).digest('hex');
 
 /** One source list and the processing list this worker moves its messages into. */
 export interface ListPair {
@@ -86,7 +92,7 @@ export class Broker {
     this.#cmd = connect(url, { connectionName: options.connectionName }) as ScriptedRedis;
     this.#watchReconnects(this.#cmd);
     this.#cmd.defineCommand('fetch', { lua: script('fetch') });
-    this.#cmd.defineCommand('ack', { lua: script('ack') });
+    this.#cmd.defineCommand('ack', { lua: ACK_LUA });
     this.#cmd.defineCommand('requeue', { lua: script('requeue') });
     this.#cmd.defineCommand('rate', { numberOfKeys: 1, lua: script('rate') });
     this.#cmd.defineCommand('retry', { numberOfKeys: 3, lua: script('retry') });
@@ -206,7 +212,18 @@ export class Broker {
       keys.push(a.pair.processing, store ? resultKey(a.taskId as string) : a.pair.processing);
       args.push(a.bytes, store ? (a.meta as string) : '');
     }
-    await this.#timed('ack', () => this.#cmd.ack(keys.length, ...keys, ...args));
+    await this.#timed('ack', async () => {
+      // Encoded by resp.ts rather than by ioredis (see there). A server without the script (the first ack, a
+      // restarted Redis) answers NOSCRIPT without running anything; ioredis's own call then loads it.
+      const command = new EncodedCommand('evalsha', encodeCommand(['EVALSHA', ACK_SHA, String(keys.length), ...keys, ...args]));
+      void this.#cmd.sendCommand(command);
+      try {
+        return await command.promise;
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+        return this.#cmd.ack(keys.length, ...keys, ...args);
+      }
+    });
   }
 
   /** Dead-letters messages with their reason, storing a FAILURE meta when a task id was readable. */

@@ -71,6 +71,22 @@ test('a result JSON cannot hold is an EncodeError; a thread that exits is a Work
   assert.equal(await (await client.send('celery_app.tasks.add', [2, 3])).get({ timeout: 10_000 }), 5);
 });
 
+test('results outside ASCII are stored byte for byte', async () => {
+  const text = 'héllo ☃ 日本 🎉';
+  assert.equal(await (await client.send('celery_app.tasks.add', [text, '!'])).get({ timeout: 10_000 }), `${text}!`);
+});
+
+test('an ack finds the server without its scripts (restarted, flushed): the result is stored and the message acked', async () => {
+  const noscript = async (): Promise<number> => Number(/errorstat_NOSCRIPT:count=(\d+)/.exec(await redis.cli('INFO', 'errorstats'))?.[1] ?? 0);
+  assert.equal(await (await client.send('celery_app.tasks.add', [1, 1])).get({ timeout: 10_000 }), 2);
+  const before = await noscript();
+  await redis.cli('SCRIPT', 'FLUSH');
+  assert.equal(await (await client.send('celery_app.tasks.add', [2, 2])).get({ timeout: 10_000 }), 4);
+  assert.ok((await noscript()) > before, 'the worker met NOSCRIPT');
+  assert.equal(await (await client.send('celery_app.tasks.add', [3, 3])).get({ timeout: 10_000 }), 6);
+  assert.equal(await redis.cli('LLEN', `celeriac:processing:${hostname}:celery`), '0');
+});
+
 test('ignore_result stores nothing and still acks', async () => {
   const r = await client.send('celery_app.tasks.add', [1, 1], {}, { ignoreResult: true });
   await worker.waitFor((l) => l.event === 'task:succeeded' && l.task_id === r.id);
