@@ -22,7 +22,14 @@ export function encodeCommand(parts: readonly (string | Buffer)[]): Buffer {
   let at = out.write(head, 0, 'latin1');
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i] as string | Buffer;
-    at += out.write(`$${lengths[i] as number}\r\n`, at, 'latin1');
+    const length = lengths[i] as number;
+    // The length's digits go straight into the buffer: a string for each would be garbage per argument.
+    out[at] = 0x24;
+    const digits = decimalDigits(length);
+    for (let x = length, d = at + digits; d > at; x = Math.floor(x / 10), d--) out[d] = 0x30 + (x % 10);
+    at += 1 + digits;
+    out[at++] = 0x0d;
+    out[at++] = 0x0a;
     at += typeof part === 'string' ? out.write(part, at, 'utf8') : part.copy(out, at);
     out[at++] = 0x0d;
     out[at++] = 0x0a;
