@@ -6,7 +6,7 @@ import type { Ack, Broker, DeadLetter } from './broker.js';
 import type { EventBus } from './events.js';
 
 interface Pending<T> {
-  item: T;
+  items: readonly T[];
   done: () => void;
 }
 
@@ -27,17 +27,17 @@ export class AckWriter {
     this.#bus = bus;
   }
 
-  /** Resolves once the result is stored and the message removed from its processing list. */
-  ack(item: Ack): Promise<void> {
+  /** Resolves once every result is stored and its message removed from its processing list. */
+  ack(items: readonly Ack[]): Promise<void> {
     return new Promise((done) => {
-      this.#acks.push({ item, done });
+      this.#acks.push({ items, done });
       this.#schedule();
     });
   }
 
   deadLetter(item: DeadLetter): Promise<void> {
     return new Promise((done) => {
-      this.#dead.push({ item, done });
+      this.#dead.push({ items: [item], done });
       this.#schedule();
     });
   }
@@ -68,9 +68,9 @@ export class AckWriter {
     });
   }
 
-  async #write<T>(batch: Pending<T>[], send: (items: T[]) => Promise<void>): Promise<void> {
+  async #write<T>(batch: Pending<T>[], send: (items: readonly T[]) => Promise<void>): Promise<void> {
     this.#inFlight += 1;
-    const items = batch.map((p) => p.item);
+    const items = batch.length === 1 ? (batch[0] as Pending<T>).items : batch.flatMap((p) => p.items);
     for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
       try {
         await send(items);

@@ -534,6 +534,7 @@ export class Consumer {
     );
     if (timer) clearTimeout(timer);
     const again: Ready[] = [];
+    const finished: [Ready, Outcome][] = [];
     outcomes.forEach((outcome, i) => {
       const r = batch[i] as Ready;
       this.#running.delete(r.msg.id);
@@ -548,15 +549,16 @@ export class Consumer {
         this.#active -= 1;
         this.#revoke(r.fetched, r.msg, 'terminated');
       } else if ('aborted' in outcome) {
-        void this.#finish(r, {
+        finished.push([r, {
           ok: false,
           runtimeMs: outcome.runtimeMs,
           exc: { excType: 'TimeLimitExceeded', excModule: 'billiard.exceptions', excMessage: `TimeLimitExceeded(${String(r.hardLimit)})`, traceback: null },
-        });
+        }]);
       } else {
-        void this.#finish(r, outcome);
+        finished.push([r, outcome]);
       }
     });
+    if (finished.length > 0) void this.#finish(finished);
     if (again.length > 0) {
       // Still in the processing list: dispatched again, or left for the requeue once fetching stopped.
       if (this.#state === 'running') this.#ready.unshift(...again);
@@ -566,16 +568,19 @@ export class Consumer {
     this.#pump();
   }
 
-  async #finish({ fetched, msg, ignoreResult, enqueuedAt }: Ready, outcome: Outcome): Promise<void> {
-    const previous = this.#runtimeMs.get(msg.task);
-    this.#runtimeMs.set(msg.task, previous === undefined ? outcome.runtimeMs : previous + RUNTIME_SMOOTHING * (outcome.runtimeMs - previous));
+  /** Tasks of one batch ran: their outcomes are written together (one ack for all but retries). */
+  async #finish(done: readonly [Ready, Outcome][]): Promise<void> {
+    for (const [{ msg }, outcome] of done) {
+      const previous = this.#runtimeMs.get(msg.task);
+      this.#runtimeMs.set(msg.task, previous === undefined ? outcome.runtimeMs : previous + RUNTIME_SMOOTHING * (outcome.runtimeMs - previous));
+    }
     if (this.#state === 'stopped') {
-      this.#settle(null);
+      for (let i = 0; i < done.length; i++) this.#settle(null);
       return;
     }
-    this.#beginWrite();
-    await this.#transitions.complete(fetched, msg, outcome, ignoreResult, enqueuedAt);
-    this.#settle(fetched);
+    for (let i = 0; i < done.length; i++) this.#beginWrite();
+    await this.#transitions.complete(done.map(([{ fetched, msg, ignoreResult, enqueuedAt }, outcome]) => ({ fetched, msg, outcome, ignoreResult, enqueuedAt })));
+    for (const [r] of done) this.#settle(r.fetched);
   }
 
   /** Takes a message out of our processing list by `transition`; its prefetch slot is free at once. */

@@ -8,12 +8,12 @@
 // until the worker stops (the message then stays in the processing list for the final requeue).
 
 import type { AckWriter } from './acks.js';
-import type { Broker, Fetched } from './broker.js';
+import type { Ack, Broker, Fetched } from './broker.js';
 import { REJECTION_EXCEPTIONS, type ProtocolError } from './errors.js';
 import type { EventBus } from './events.js';
 import type { Logger } from './logger.js';
 import { retryMessage, type TaskEnvelope } from './protocol.js';
-import { exceptionMeta, successMeta } from './results.js';
+import { exceptionMeta, successMeta, type ExceptionInfo } from './results.js';
 import type { Scheduler } from './scheduler.js';
 import type { Outcome } from '../workers/types.js';
 
@@ -31,6 +31,15 @@ export interface TransitionsOptions {
   stopped: () => boolean;
 }
 
+/** A task that ran, with what it came with. */
+export interface Completed {
+  fetched: Fetched;
+  msg: TaskEnvelope;
+  outcome: Outcome;
+  ignoreResult: boolean;
+  enqueuedAt: number;
+}
+
 export class Transitions {
   readonly #o: TransitionsOptions;
 
@@ -39,26 +48,45 @@ export class Transitions {
   }
 
   /**
-   * A task ran: its retry replaces the message (a retry outcome), or its result is stored with the ack
-   * (SUCCESS or FAILURE, nothing under ignore_result). `enqueuedAt` starts the end-to-end latency.
+   * Tasks of one batch ran: a retry replaces its message (a retry outcome), the others' results are
+   * stored with one ack for all (SUCCESS or FAILURE, nothing under ignore_result). Resolves once all
+   * are written. `enqueuedAt` starts each one's end-to-end latency.
    */
-  async complete(f: Fetched, msg: TaskEnvelope, outcome: Outcome, ignoreResult: boolean, enqueuedAt: number): Promise<void> {
-    const { bus } = this.#o;
-    const queue = msg.routingKey ?? f.pair.source;
-    if (!outcome.ok && outcome.retryAt !== undefined) {
-      const { exc, retryAt } = outcome;
-      const raw = retryMessage(f.bytes.toString(), msg, retryAt, queue);
-      const meta = ignoreResult ? null : exceptionMeta('RETRY', msg.id, exc);
-      const published = await this.persist({ event: 'retry:failed', taskId: msg.id, message: 'publishing a retry failed; trying again' }, () => this.#o.broker.retry(f.pair, f.bytes, raw, msg.id, meta));
-      if (published) bus.emit('task:retried', { id: msg.id, name: msg.task, queue, eta: retryAt, retries: msg.retries + 1, excType: exc.excType, excMessage: exc.excMessage });
-      return;
+  async complete(done: readonly Completed[]): Promise<void> {
+    const acked: Completed[] = [];
+    const acks: Ack[] = [];
+    const retries: Promise<void>[] = [];
+    for (const c of done) {
+      const { fetched: f, msg, outcome, ignoreResult } = c;
+      if (!outcome.ok && outcome.retryAt !== undefined) {
+        retries.push(this.#retry(f, msg, outcome.exc, outcome.retryAt, ignoreResult));
+        continue;
+      }
+      let meta: string | null = null;
+      if (!ignoreResult) meta = outcome.ok ? successMeta(msg.id, outcome.json ?? 'null') : exceptionMeta('FAILURE', msg.id, outcome.exc);
+      acked.push(c);
+      acks.push({ pair: f.pair, bytes: f.bytes, taskId: msg.id, meta });
     }
-    let meta: string | null = null;
-    if (!ignoreResult) meta = outcome.ok ? successMeta(msg.id, outcome.json ?? 'null') : exceptionMeta('FAILURE', msg.id, outcome.exc);
-    await this.#o.acks.ack({ pair: f.pair, bytes: f.bytes, taskId: msg.id, meta });
-    const latencyMs = Math.max(0, Date.now() - enqueuedAt);
-    if (outcome.ok) bus.emit('task:succeeded', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs });
-    else bus.emit('task:failed', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs, excType: outcome.exc.excType, excMessage: outcome.exc.excMessage, traceback: outcome.exc.traceback });
+    if (acks.length > 0) {
+      await this.#o.acks.ack(acks);
+      const { bus } = this.#o;
+      const now = Date.now();
+      for (const { fetched: f, msg, outcome, enqueuedAt } of acked) {
+        const queue = msg.routingKey ?? f.pair.source;
+        const latencyMs = Math.max(0, now - enqueuedAt);
+        if (outcome.ok) bus.emit('task:succeeded', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs });
+        else bus.emit('task:failed', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs, excType: outcome.exc.excType, excMessage: outcome.exc.excMessage, traceback: outcome.exc.traceback });
+      }
+    }
+    await Promise.all(retries);
+  }
+
+  async #retry(f: Fetched, msg: TaskEnvelope, exc: ExceptionInfo, retryAt: number, ignoreResult: boolean): Promise<void> {
+    const queue = msg.routingKey ?? f.pair.source;
+    const raw = retryMessage(f.bytes.toString(), msg, retryAt, queue);
+    const meta = ignoreResult ? null : exceptionMeta('RETRY', msg.id, exc);
+    const published = await this.persist({ event: 'retry:failed', taskId: msg.id, message: 'publishing a retry failed; trying again' }, () => this.#o.broker.retry(f.pair, f.bytes, raw, msg.id, meta));
+    if (published) this.#o.bus.emit('task:retried', { id: msg.id, name: msg.task, queue, eta: retryAt, retries: msg.retries + 1, excType: exc.excType, excMessage: exc.excMessage });
   }
 
   /** Moves a message that must not run to the dead-letter list with its reason (and a FAILURE for its client). */
@@ -82,7 +110,7 @@ export class Transitions {
   /** Stores REVOKED (Celery's TaskRevokedError) instead of running the task, and acks. */
   async revoke(f: Fetched, msg: TaskEnvelope, reason: string): Promise<void> {
     const meta = exceptionMeta('REVOKED', msg.id, { excType: 'TaskRevokedError', excModule: 'celery.exceptions', excMessage: reason, traceback: null });
-    await this.#o.acks.ack({ pair: f.pair, bytes: f.bytes, taskId: msg.id, meta: msg.ignoreResult ? null : meta });
+    await this.#o.acks.ack([{ pair: f.pair, bytes: f.bytes, taskId: msg.id, meta: msg.ignoreResult ? null : meta }]);
     this.#o.bus.emit('task:revoked', { id: msg.id, name: msg.task, queue: msg.routingKey ?? f.pair.source, reason });
   }
 
