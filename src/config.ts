@@ -4,6 +4,7 @@
 
 import { hostname as osHostname, availableParallelism } from 'node:os';
 import type { Level } from 'pino';
+import { checkUrlOptions } from './connection.js';
 import { ConfigError } from './errors.js';
 
 export const DEFAULT_BROKER_URL = 'redis://127.0.0.1:6379/0';
@@ -69,6 +70,7 @@ const redisUrl: Parser<string> = (text, key) => {
     throw new ConfigError(key, 'expected a URL like redis://host:6379/0');
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new ConfigError(key, `expected a redis:// or rediss:// URL, got ${u.protocol}//`);
+  checkUrlOptions(text, key);
   return text;
 };
 

@@ -47,7 +47,20 @@ export function redisOptions(url: string, extra: RedisOptions = {}): RedisOption
   };
 }
 
+/**
+ * ioredis takes options from a URL's query as well. A key prefix would put every key where Celery does
+ * not look (kombu's transport and result backend use the names as they are), and the ack encoded by
+ * resp.ts would not get it: refused rather than half honoured.
+ */
+export function checkUrlOptions(url: string, key: string): void {
+  const q = url.indexOf('?');
+  if (q !== -1 && new URLSearchParams(url.slice(q + 1).split('#')[0]).has('keyPrefix')) {
+    throw new ConfigError(key, 'the keyPrefix option is not supported: Celery reads and writes its keys without a prefix');
+  }
+}
+
 export function connect(url: string, extra: RedisOptions = {}): Redis {
+  checkUrlOptions(url, 'brokerUrl');
   return new Redis(url, redisOptions(url, extra));
 }
 

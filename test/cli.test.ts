@@ -78,6 +78,7 @@ test('bad arguments: one line on stderr, exit code 2', async () => {
     [['call', 'x', '--eta', 'tomorrow'], /--eta: expected an ISO 8601 time/],
     [['call', 'x', '--bogus'], /Unknown option '--bogus'/],
     [['call', 'x', '--broker', 'http://nope'], /--broker: expected a redis:\/\/ or rediss:\/\/ URL/],
+    [['call', 'x', '--broker', 'redis://127.0.0.1:6379/0?keyPrefix=app:'], /--broker: the keyPrefix option is not supported/],
     [['worker'], /--app: the task module is required/],
     [['worker', '-A', 'x.js', '-c', 'many'], /--concurrency: expected a whole number, got 'many'/],
     [['worker', '-A', 'x.js', '-c', '0'], /--concurrency: expected a number from 1 to 1024/],

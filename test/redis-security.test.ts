@@ -8,7 +8,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from '../src/index.js';
+import { Redis } from 'ioredis';
+import { ConfigError, createClient } from '../src/index.js';
 import { freePort, startRedis } from './helpers/redis-server.js';
 import { spawnWorker, startWorker, type WorkerProcess } from './helpers/daemon.js';
 import { track } from './helpers/process.js';
@@ -42,6 +43,23 @@ test('a password in the URL authenticates; a wrong one fails at start with one c
     assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
     assert.match(wrong.stderr, /WRONGPASS|invalid username-password/);
     assert.ok(!output(wrong).includes('not-the-pw'), 'the wrong password is not printed either');
+  } finally {
+    await redis.stop();
+  }
+});
+
+test('a key prefix in the URL is refused by a client and a worker, before anything is written', async () => {
+  const redis = await startRedis();
+  try {
+    const url = `redis://127.0.0.1:${redis.port}/0?keyPrefix=app:`;
+    assert.throws(() => createClient({ brokerUrl: url }), (err: unknown) => err instanceof ConfigError && /keyPrefix option is not supported/.test(err.message));
+    const worker = spawnWorker({ url });
+    const exit = await worker.exited;
+    assert.equal(exit.code, 2);
+    assert.match(worker.stderr, /keyPrefix option is not supported/);
+    const raw = new Redis(redis.url);
+    assert.equal(await raw.dbsize(), 0);
+    raw.disconnect();
   } finally {
     await redis.stop();
   }
