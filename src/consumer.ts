@@ -579,8 +579,10 @@ export class Consumer {
       return;
     }
     for (let i = 0; i < done.length; i++) this.#beginWrite();
-    await this.#transitions.complete(done.map(([{ fetched, msg, ignoreResult, enqueuedAt }, outcome]) => ({ fetched, msg, outcome, ignoreResult, enqueuedAt })));
-    for (const [r] of done) this.#settle(r.fetched);
+    await this.#transitions.complete(
+      done.map(([{ fetched, msg, ignoreResult, enqueuedAt }, outcome]) => ({ fetched, msg, outcome, ignoreResult, enqueuedAt })),
+      (f) => this.#settle(f),
+    );
   }
 
   /** Takes a message out of our processing list by `transition`; its prefetch slot is free at once. */

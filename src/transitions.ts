@@ -50,16 +50,17 @@ export class Transitions {
   /**
    * Tasks of one batch ran: a retry replaces its message (a retry outcome), the others' results are
    * stored with one ack for all (SUCCESS or FAILURE, nothing under ignore_result). Resolves once all
-   * are written. `enqueuedAt` starts each one's end-to-end latency.
+   * are written, calling `written` for each as it lands: one retry that keeps failing does not hold
+   * back the others. `enqueuedAt` starts each one's end-to-end latency.
    */
-  async complete(done: readonly Completed[]): Promise<void> {
+  async complete(done: readonly Completed[], written: (f: Fetched) => void): Promise<void> {
     const acked: Completed[] = [];
     const acks: Ack[] = [];
     const retries: Promise<void>[] = [];
     for (const c of done) {
       const { fetched: f, msg, outcome, ignoreResult } = c;
       if (!outcome.ok && outcome.retryAt !== undefined) {
-        retries.push(this.#retry(f, msg, outcome.exc, outcome.retryAt, ignoreResult));
+        retries.push(this.#retry(f, msg, outcome.exc, outcome.retryAt, ignoreResult).then(() => written(f)));
         continue;
       }
       let meta: string | null = null;
@@ -76,6 +77,7 @@ export class Transitions {
         const latencyMs = Math.max(0, now - enqueuedAt);
         if (outcome.ok) bus.emit('task:succeeded', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs });
         else bus.emit('task:failed', { id: msg.id, name: msg.task, queue, runtimeMs: outcome.runtimeMs, latencyMs, excType: outcome.exc.excType, excMessage: outcome.exc.excMessage, traceback: outcome.exc.traceback });
+        written(f);
       }
     }
     await Promise.all(retries);
