@@ -50,7 +50,12 @@ export function exceptionMeta(
 
 /** Parses a stored meta; throws when it is not one (a foreign key that happens to share the name). */
 export function parseMeta(text: string): ResultMeta {
-  const meta = parseJson(text);
+  let meta: unknown;
+  try {
+    meta = parseJson(text);
+  } catch {
+    meta = null;
+  }
   if (typeof meta !== 'object' || meta === null || typeof (meta as { status?: unknown }).status !== 'string') {
     throw new Error(`not a Celery result meta: ${text.slice(0, 200)}`);
   }
@@ -72,6 +77,11 @@ export function errorOf(meta: ResultMeta): TaskFailedError {
  * One subscriber connection shared by every `get()` of a producer: a waiter per task id, SUBSCRIBE on
  * first interest and UNSUBSCRIBE when the last waiter for that id leaves, so no subscription outlives
  * its callers.
+ * The stored meta is read on the same connection, sent behind the SUBSCRIBE: Redis runs one
+ * connection's commands in order, so the read sees a result stored before the subscription and the
+ * subscription sees one stored after, in one round trip instead of a SUBSCRIBE and then a GET on the
+ * command connection. That needs RESP3 (Redis ≥ 6, which ioredis negotiates by default): RESP2 allows
+ * only subscriber commands on a subscribed connection.
  */
 export class ResultListener {
   readonly #sub: Redis;
@@ -95,10 +105,10 @@ export class ResultListener {
   }
 
   /**
-   * Calls `onMeta` for every state published for `taskId` until the returned function is called; that
-   * one drops the waiter at once and never rejects.
+   * Calls `onMeta` with the stored meta, if any, then for every state published for `taskId` until
+   * the returned function is called; that one drops the waiter at once.
    */
-  async listen(taskId: string, onMeta: (meta: ResultMeta) => void): Promise<() => Promise<void>> {
+  async listen(taskId: string, onMeta: (meta: ResultMeta) => void): Promise<() => void> {
     const channel = resultKey(taskId);
     let set = this.#waiters.get(channel);
     const first = !set;
@@ -107,21 +117,30 @@ export class ResultListener {
       this.#waiters.set(channel, set);
     }
     set.add(onMeta);
-    if (first) {
-      try {
-        await this.#sub.subscribe(channel);
-      } catch (err) {
-        set.delete(onMeta);
-        if (set.size === 0) this.#waiters.delete(channel);
-        throw err;
-      }
-    }
-    return async () => {
+    const stop = (): void => {
       const current = this.#waiters.get(channel);
       if (!current || !current.delete(onMeta) || current.size > 0) return;
       this.#waiters.delete(channel);
-      await this.#sub.unsubscribe(channel).catch(() => undefined);
+      // After the caller has its result: the UNSUBSCRIBE's write need not come before it. A waiter
+      // for the same id that came meanwhile keeps the subscription (its SUBSCRIBE was a no-op).
+      setImmediate(() => {
+        if (!this.#waiters.has(channel)) this.#sub.unsubscribe(channel).catch(() => undefined);
+      });
     };
+    try {
+      const stored = first ? await this.#subscribeAndRead(channel) : await this.#sub.get(channel);
+      if (stored !== null) onMeta(parseMeta(stored));
+    } catch (err) {
+      stop();
+      throw err;
+    }
+    return stop;
+  }
+
+  async #subscribeAndRead(channel: string): Promise<string | null> {
+    const replies = (await this.#sub.pipeline().subscribe(channel).get(channel).exec()) ?? [];
+    for (const [err] of replies) if (err) throw err;
+    return (replies[1]?.[1] ?? null) as string | null;
   }
 
   get subscriptions(): number {
@@ -158,8 +177,8 @@ export class AsyncResult {
 
   /**
    * Resolves with the return value on SUCCESS; rejects with a TaskFailedError on FAILURE/REVOKED and
-   * a TimeoutError when `timeout` passes. Subscribes before reading, so a result stored in between is
-   * seen either way.
+   * a TimeoutError when `timeout` passes. A result stored before the call is read, one stored after is
+   * heard (ResultListener).
    */
   async get(options: GetOptions = {}): Promise<unknown> {
     let settle!: (meta: ResultMeta) => void;
@@ -171,8 +190,6 @@ export class AsyncResult {
     const stop = await this.#listener.listen(this.id, settle);
     let timer: NodeJS.Timeout | undefined;
     try {
-      const stored = await this.meta();
-      if (stored) settle(stored);
       const timedOut = new Promise<never>((_, reject) => {
         if (options.timeout === undefined) return;
         timer = setTimeout(
@@ -185,8 +202,7 @@ export class AsyncResult {
       throw errorOf(meta);
     } finally {
       clearTimeout(timer);
-      // Not awaited: the waiter is gone at once, and the UNSUBSCRIBE reply need not delay the result.
-      void stop();
+      stop();
     }
   }
 

@@ -106,6 +106,29 @@ test('get() times out with a TimeoutError and leaves no subscription behind', as
   assert.equal(await redis.cli('PUBSUB', 'CHANNELS', 'celery-task-meta-*'), '');
 });
 
+test('get() reads a result stored before it, and waiters for one id share a subscription that ends with them', async () => {
+  const done = await client.send('celery_app.tasks.add', [4, 5]);
+  await worker.waitFor((l) => l.event === 'task:succeeded' && l.task_id === done.id);
+  assert.equal(await done.get({ timeout: 10_000 }), 9);
+
+  const taskId = `shared-${process.pid}`;
+  const waiting = [client.result(taskId).get({ timeout: 10_000 }), client.result(taskId).get({ timeout: 10_000 })];
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(client.subscriptions, 1);
+  assert.equal(await redis.cli('PUBSUB', 'NUMSUB', `celery-task-meta-${taskId}`), `celery-task-meta-${taskId}\n1`);
+  await client.send('celery_app.tasks.add', [2, 3], {}, { taskId });
+  assert.deepEqual(await Promise.all(waiting), [5, 5]);
+  assert.equal(client.subscriptions, 0);
+  assert.equal(await redis.cli('PUBSUB', 'NUMSUB', `celery-task-meta-${taskId}`), `celery-task-meta-${taskId}\n0`);
+});
+
+test('get() on a key that holds no Celery result rejects and leaves no subscription behind', async () => {
+  await redis.cli('SET', 'celery-task-meta-foreign', 'not a meta');
+  await assert.rejects(client.result('foreign').get({ timeout: 1_000 }), /not a Celery result meta/);
+  assert.equal(client.subscriptions, 0);
+  assert.equal(await redis.cli('PUBSUB', 'NUMSUB', 'celery-task-meta-foreign'), 'celery-task-meta-foreign\n0');
+});
+
 test('sendMany sends in bulk and every task is answered once', async () => {
   const results = await client.sendMany(Array.from({ length: 500 }, (_, i) => ({ name: 'celery_app.tasks.add', args: [i, 1] })));
   const values = await Promise.all(results.map((r) => r.get({ timeout: 20_000 })));
