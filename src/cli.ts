@@ -15,6 +15,10 @@ import { hostname as osHostname } from 'node:os';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
+// Columns as wide as their longest entry and two spaces, so no flag or variable runs into its neighbour.
+const FLAG_WIDTH = Math.max(...WORKER_SETTINGS.map((s) => s.flag.length)) + 2;
+const ENV_WIDTH = Math.max(...WORKER_SETTINGS.map((s) => s.env.length)) + 2;
+
 const HELP = `celeriac ${VERSION}: a Celery-compatible task queue for Node.js
 
 Usage:
@@ -25,7 +29,7 @@ Usage:
   celeriac beat --schedule <file.json> [--broker URL] [-l level]  send periodic tasks (run several for HA)
 
 Worker options (each also read from its environment variable):
-${WORKER_SETTINGS.map((s) => `  --${s.flag.padEnd(22)}${s.env.padEnd(30)}${s.help}`).join('\n')}
+${WORKER_SETTINGS.map((s) => `  --${s.flag.padEnd(FLAG_WIDTH)}${s.env.padEnd(ENV_WIDTH)}${s.help}`).join('\n')}
   short forms: -A app, -c concurrency, -Q queues, -n hostname, -l loglevel
 
 Call options:

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { ROOT, runCli, startWorker, type WorkerProcess } from './helpers/daemon.js';
 import { decode } from '../src/protocol.js';
+import { WORKER_SETTINGS } from '../src/config.js';
 
 let redis: RedisServer;
 let worker: WorkerProcess;
@@ -64,6 +65,12 @@ test('a failed task and a time-out are one line on stderr and exit code 1', asyn
   const late = await runCli(['call', 'celery_app.tasks.sleep', '--args', '[5]', '--wait', '--timeout', '0.3'], env);
   assert.equal(late.code, 1);
   assert.match(late.stderr, /^celeriac: no result for task \S+ within 300 ms\n$/);
+});
+
+test('--help lists every worker option with its variable, each standing apart', async () => {
+  const help = await runCli(['--help'], env);
+  assert.equal(help.code, 0);
+  for (const s of WORKER_SETTINGS) assert.match(help.stdout, new RegExp(`^  --${s.flag} +${s.env} +\\S`, 'm'), s.flag);
 });
 
 test('bad arguments: one line on stderr, exit code 2', async () => {
