@@ -22,9 +22,13 @@ export class AckWriter {
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
 
-  constructor(broker: Broker, bus: EventBus) {
+  readonly #othersRunning: () => boolean;
+
+  /** `othersRunning`: whether another outcome may still come in this turn (a pool thread is busy). */
+  constructor(broker: Broker, bus: EventBus, othersRunning: () => boolean) {
     this.#broker = broker;
     this.#bus = bus;
+    this.#othersRunning = othersRunning;
   }
 
   /** Resolves once every result is stored and its message removed from its processing list. */
@@ -56,8 +60,10 @@ export class AckWriter {
   #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
-    // setImmediate, not a microtask: lets every outcome that arrived in this turn join the batch.
-    setImmediate(() => {
+    // setImmediate lets every outcome that arrives in this turn join the batch. With no thread busy
+    // none can, and the write goes out after this batch's own outcomes (queued in the same
+    // synchronous step) rather than behind the rest of the turn: a lone task's round trip is shorter.
+    (this.#othersRunning() ? setImmediate : queueMicrotask)(() => {
       this.#scheduled = false;
       const acks = this.#acks;
       const dead = this.#dead;

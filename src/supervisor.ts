@@ -169,7 +169,7 @@ export class Supervisor {
 
     const scheduler = (this.#scheduler = new Scheduler(broker, this.log));
     const revocations = new Revocations(broker.redis, broker.connection(`celeriac:${c.hostname}:revokes`));
-    const acks = (this.#acks = new AckWriter(broker, this.bus));
+    const acks = (this.#acks = new AckWriter(broker, this.bus, () => pool.busy > 0));
     const consumer = (this.#consumer = new Consumer({
       options: { hostname: c.hostname, queues: c.queues, concurrency: c.concurrency, prefetchMultiplier: c.prefetchMultiplier, maxMessageBytes: c.maxMessageBytes, timeLimit: c.timeLimit },
       broker,
