@@ -426,8 +426,7 @@ export interface Encoded {
 
 const ORIGIN = `gen${process.pid}@${osHostname()}`;
 const REPLY_TO = randomUUID();
-const NO_EMBED: Embed = Object.freeze({ callbacks: null, errbacks: null, chain: null, chord: null });
-const NO_EMBED_JSON = stringifyJson(NO_EMBED);
+const NO_EMBED_JSON = stringifyJson({ callbacks: null, errbacks: null, chain: null, chord: null } satisfies Embed);
 
 /** The headers `encode` writes itself; extra headers may not repeat them. */
 export const PROTOCOL_HEADERS: ReadonlySet<string> = new Set(['lang', 'task', 'id', 'shadow', 'eta', 'expires', 'group', 'group_index', 'retries', 'timelimit', 'root_id', 'parent_id', 'argsrepr', 'kwargsrepr', 'origin', 'ignore_result', 'celeriac_sent']);
@@ -454,10 +453,7 @@ export function encode(input: EncodeInput): Encoded {
   const id = input.id ?? randomUUID();
   const priority = input.priority ?? 0;
   // A JSON.stringify call costs about a tenth of a microsecond, even for a short string.
-  const body =
-    input.embed === undefined || input.embed === NO_EMBED
-      ? `[${elementJson(input.args)},${elementJson(input.kwargs)},${NO_EMBED_JSON}]`
-      : stringifyJson([input.args, input.kwargs, input.embed]);
+  const body = `[${elementJson(input.args)},${elementJson(input.kwargs)},${input.embed === undefined ? NO_EMBED_JSON : elementJson(input.embed)}]`;
   const idJson = jsonText(id);
   const timeLimit = input.timeLimit === undefined || (input.timeLimit[0] === null && input.timeLimit[1] === null) ? '[null,null]' : stringifyJson(input.timeLimit);
   let headers =
