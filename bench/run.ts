@@ -126,20 +126,42 @@ const SIZES: Record<typeof MODE, Sizes> = {
 };
 const N = SIZES[MODE];
 
-/** celeriac drain sweep: [threads, prefetch multiplier]. */
-const CELERIAC_SWEEP: Record<typeof MODE, [number, number][]> = {
-  full: [[1, 4], [1, 200], [2, 4], [2, 50], [2, 200], [4, 200]],
-  quick: [[1, 200], [2, 4], [2, 200]],
-  smoke: [[2, 50]],
+/**
+ * Node's option that gives V8 one helper thread (compiling, GC) instead of four. On 2 cores, four
+ * compiling at the supervisor's priority take its core while a fresh worker warms up (README,
+ * Configuration); both systems' drains are swept with and without it.
+ */
+const ONE_V8_HELPER = '--v8-pool-size=1';
+
+/** A celeriac worker's settings in the drain sweep. */
+interface DrainConfig {
+  concurrency: number;
+  prefetch: number;
+  /** NODE_OPTIONS of the worker process ('' = none). */
+  nodeOptions: string;
+}
+const drainConfig = (concurrency: number, prefetch: number, nodeOptions = ''): DrainConfig => ({ concurrency, prefetch, nodeOptions });
+const withNodeOptions = (label: string, nodeOptions: string): string => (nodeOptions ? `${label}, NODE_OPTIONS=${nodeOptions}` : label);
+const drainLabel = (d: DrainConfig): string => withNodeOptions(`-c ${d.concurrency} --prefetch-multiplier ${d.prefetch}`, d.nodeOptions);
+
+const CELERIAC_SWEEP: Record<typeof MODE, DrainConfig[]> = {
+  full: [drainConfig(1, 4), drainConfig(1, 200), drainConfig(2, 4), drainConfig(2, 50), drainConfig(2, 200), drainConfig(4, 200), drainConfig(1, 200, ONE_V8_HELPER), drainConfig(2, 200, ONE_V8_HELPER)],
+  quick: [drainConfig(1, 200), drainConfig(2, 4), drainConfig(2, 200), drainConfig(2, 200, ONE_V8_HELPER)],
+  smoke: [drainConfig(2, 50), drainConfig(2, 50, ONE_V8_HELPER)],
 };
-const BULL_SWEEP: Record<typeof MODE, number[]> = { full: [1, 10, 100], quick: [1, 10, 100], smoke: [10] };
+/** BullMQ drain sweep: [concurrency, NODE_OPTIONS]. */
+const BULL_SWEEP: Record<typeof MODE, [number, string][]> = {
+  full: [[1, ''], [10, ''], [100, ''], [100, ONE_V8_HELPER]],
+  quick: [[1, ''], [10, ''], [100, ''], [100, ONE_V8_HELPER]],
+  smoke: [[10, ''], [10, ONE_V8_HELPER]],
+};
 const CELERY_POOLS: Record<typeof MODE, [string, number][]> = {
   full: [['solo', 0], ['threads', 8], ['prefork', 2]],
   quick: [['solo', 0], ['threads', 8], ['prefork', 2]],
   smoke: [['solo', 0]],
 };
 /** The configuration of the celeriac-only scenarios when the drain sweep did not run. */
-const DEFAULT_BEST: [number, number] = [2, 200];
+const DEFAULT_BEST = drainConfig(2, 200);
 
 const DRAIN_FLOOR = 'fetch.lua, 1 Piscina thread, ack.lua, prefetch 200 (one JSON.parse, nothing checked)';
 const NOOP = 'bench_app.tasks.noop';
@@ -380,6 +402,7 @@ let workerSeq = 0;
 interface CeleriacWorkerOptions {
   concurrency: number;
   prefetch: number;
+  nodeOptions?: string;
   metricsPort?: number;
   /** Do not wait for the ready line. */
   noWait?: boolean;
@@ -390,7 +413,8 @@ async function startCeleriac(o: CeleriacWorkerOptions): Promise<Child> {
   const args = [CLI, 'worker', '-A', BENCH_TASKS, '-c', String(o.concurrency), '--prefetch-multiplier', String(o.prefetch)];
   args.push('--metrics-port', String(o.metricsPort ?? 0), '--metrics-bind', '127.0.0.1');
   args.push('-n', `bench${k}-${process.pid}@%h`, '-l', 'warning', '--broker', url);
-  const child = new Child(`celeriac worker -c ${o.concurrency} --prefetch-multiplier ${o.prefetch}`, process.execPath, args);
+  const nodeOptions = o.nodeOptions ?? '';
+  const child = new Child(`celeriac worker ${drainLabel({ nodeOptions, ...o })}`, process.execPath, args, { env: { NODE_OPTIONS: nodeOptions } });
   if (!o.noWait) await child.nextJson((l) => l.event === 'worker:ready', 30_000, 'worker:ready line');
   return child;
 }
@@ -444,10 +468,10 @@ function cpuMeter(workerPid: number, tasks: number): () => Figures {
   };
 }
 
-async function celeriacDrain(n: number, concurrency: number, prefetch: number, task: 'noop' | 'burn', metricsPort = 0): Promise<Figures> {
+async function celeriacDrain(n: number, config: DrainConfig, task: 'noop' | 'burn', metricsPort = 0): Promise<Figures> {
   await flush();
   await prefillCeleriac(n, (i) => (task === 'noop' ? { name: NOOP, args: [i, 1] } : { name: BURN, args: [5] }));
-  const worker = await startCeleriac({ concurrency, prefetch, metricsPort, noWait: true });
+  const worker = await startCeleriac({ ...config, metricsPort, noWait: true });
   try {
     // Polling starts before the worker is ready, so the first result is not missed.
     const drained = waitStored(n, 1, drainTimeout(n, task === 'noop' ? 1000 : 50), () => worker.running);
@@ -488,11 +512,12 @@ async function floorDrain(n: number): Promise<Figures> {
 
 const bullConnection = (): { host: string; port: number; maxRetriesPerRequest: null } => ({ host: '127.0.0.1', port, maxRetriesPerRequest: null });
 
-function startBull(queue: string, mode: 'noop' | 'burn' | 'sandbox', concurrency: number, expected: number): Child {
-  return new Child(`bullmq worker ${mode} c=${concurrency}`, process.execPath, [join(PEERS, 'bullmq-worker.mjs'), url, queue, mode, String(concurrency), String(expected)], { cwd: PEERS });
+function startBull(queue: string, mode: 'noop' | 'burn' | 'sandbox', concurrency: number, expected: number, nodeOptions = ''): Child {
+  const args = [join(PEERS, 'bullmq-worker.mjs'), url, queue, mode, String(concurrency), String(expected)];
+  return new Child(withNodeOptions(`bullmq worker ${mode} c=${concurrency}`, nodeOptions), process.execPath, args, { cwd: PEERS, env: { NODE_OPTIONS: nodeOptions } });
 }
 
-async function bullDrain(n: number, mode: 'noop' | 'burn' | 'sandbox', concurrency: number): Promise<Figures> {
+async function bullDrain(n: number, mode: 'noop' | 'burn' | 'sandbox', concurrency: number, nodeOptions = ''): Promise<Figures> {
   await flush();
   const q = new Queue('bench', { connection: bullConnection() });
   try {
@@ -502,7 +527,7 @@ async function bullDrain(n: number, mode: 'noop' | 'burn' | 'sandbox', concurren
   } finally {
     await q.close();
   }
-  const w = startBull('bench', mode, concurrency, n);
+  const w = startBull('bench', mode, concurrency, n, nodeOptions);
   try {
     const ready = await w.nextJson((l) => l.ready === true, 30_000, 'ready line');
     const cpu = cpuMeter(w.pid, n);
@@ -791,8 +816,8 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
     // Every configuration of both systems runs once per turn: this VM's speed drifts over minutes. With
     // one system's sweep after the other's, two runs ten minutes apart gave 0.82x and 1.29x BullMQ.
     const sweep: Record<string, () => Promise<Figures>> = {};
-    for (const [c, p] of CELERIAC_SWEEP[MODE]) sweep[`celeriac\t-c ${c} --prefetch-multiplier ${p}`] = () => celeriacDrain(N.drain, c, p, 'noop');
-    for (const c of BULL_SWEEP[MODE]) sweep[`bullmq\tconcurrency ${c}`] = () => bullDrain(N.drain, 'noop', c);
+    for (const d of CELERIAC_SWEEP[MODE]) sweep[`celeriac\t${drainLabel(d)}`] = () => celeriacDrain(N.drain, d, 'noop');
+    for (const [c, o] of BULL_SWEEP[MODE]) sweep[`bullmq\t${withNodeOptions(`concurrency ${c}`, o)}`] = () => bullDrain(N.drain, 'noop', c, o);
     sweep[`floor\t${DRAIN_FLOOR}`] = () => floorDrain(N.drain);
     for (const [key, figures] of Object.entries(await interleaved(REPS, sweep))) {
       const [system, config] = key.split('\t') as [System, string];
@@ -806,7 +831,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
   async cpu() {
     const prefetches = MODE === 'full' ? [4, 16, 32] : MODE === 'quick' ? [16] : [1];
     for (const p of prefetches) {
-      const f = await repeat(REPS, () => celeriacDrain(N.cpu, CORES, p, 'burn'));
+      const f = await repeat(REPS, () => celeriacDrain(N.cpu, drainConfig(CORES, p), 'burn'));
       record('cpu', 'celeriac', `-c ${CORES} --prefetch-multiplier ${p}`, { jobs_per_s: f.jobs_per_s as number, efficiency: (f.jobs_per_s as number) / ideal });
     }
     for (const mode of MODE === 'full' ? (['sandbox', 'burn'] as const) : (['sandbox'] as const)) {
@@ -886,18 +911,18 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
   },
 
   async metrics() {
-    const [c, p] = bestCeleriacDrain();
+    const best = bestCeleriacDrain();
     const on: number[] = [];
     const off: number[] = [];
     // A fresh worker's drain varies by ±10 % from run to run: more interleaved pairs than elsewhere
     // for a difference of a few percent.
     for (let i = 0; i < METRICS_PAIRS; i++) {
-      off.push((await celeriacDrain(N.drain, c, p, 'noop', 0)).jobs_per_s as number);
-      on.push((await celeriacDrain(N.drain, c, p, 'noop', await freePort())).jobs_per_s as number);
+      off.push((await celeriacDrain(N.drain, best, 'noop', 0)).jobs_per_s as number);
+      on.push((await celeriacDrain(N.drain, best, 'noop', await freePort())).jobs_per_s as number);
     }
     const onRate = median(on);
     const offRate = median(off);
-    record('metrics', 'celeriac', `drain -c ${c} --prefetch-multiplier ${p}, /metrics on vs off`, { on_jobs_per_s: onRate, off_jobs_per_s: offRate, overhead_pct: ((offRate - onRate) / offRate) * 100 });
+    record('metrics', 'celeriac', `drain ${drainLabel(best)}, /metrics on vs off`, { on_jobs_per_s: onRate, off_jobs_per_s: offRate, overhead_pct: ((offRate - onRate) / offRate) * 100 });
     record('metrics', 'celeriac', `GET /metrics, ${fmtInt(SCRAPE_TASKS)} task names on ${SCRAPE_QUEUES} queues`, await scrapeTime());
   },
 
@@ -991,7 +1016,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
   async scaleout() {
     // Workers are ready before the tasks appear: the tasks are queued under another name and renamed
     // into the queue at once (RENAME wakes blocked BLMOVEs), so no worker's start-up is in the rate.
-    const [c, p] = bestCeleriacDrain();
+    const best = bestCeleriacDrain();
     for (const procs of MODE === 'smoke' ? [2] : [1, 2, 4]) {
       const f = await repeat(REPS, async () => {
         await flush();
@@ -999,7 +1024,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
         await redis().rename('celery', 'bench:staging');
         const workers: Child[] = [];
         try {
-          for (let i = 0; i < procs; i++) workers.push(await startCeleriac({ concurrency: c, prefetch: p, noWait: true }));
+          for (let i = 0; i < procs; i++) workers.push(await startCeleriac({ ...best, noWait: true }));
           await Promise.all(workers.map(workerReady));
           const drained = waitStored(N.scale, procs, drainTimeout(N.scale, 1000), () => workers.every((w) => w.running));
           drained.catch(() => undefined);
@@ -1011,7 +1036,7 @@ const scenarios: Record<Scenario, () => Promise<void>> = {
           for (const w of workers) await stopCeleriac(w);
         }
       });
-      record('scaleout', 'celeriac', `${procs} worker process${procs > 1 ? 'es' : ''}, each -c ${c} --prefetch-multiplier ${p}`, f);
+      record('scaleout', 'celeriac', `${procs} worker process${procs > 1 ? 'es' : ''}, each ${drainLabel(best)}`, f);
     }
   },
 
@@ -1096,10 +1121,9 @@ async function idleRss(w: Child): Promise<Figures> {
   }
 }
 
-function bestCeleriacDrain(): [number, number] {
+function bestCeleriacDrain(): DrainConfig {
   const best = bestEntry('drain', 'celeriac', 'jobs_per_s', 'max');
-  const m = best ? /-c (\d+) --prefetch-multiplier (\d+)/.exec(best.config) : null;
-  return m ? [Number(m[1]), Number(m[2])] : DEFAULT_BEST;
+  return CELERIAC_SWEEP[MODE].find((d) => drainLabel(d) === best?.config) ?? DEFAULT_BEST;
 }
 
 function bestEntry(scenario: Scenario, system: System, key: string, pick: 'max' | 'min'): Entry | undefined {

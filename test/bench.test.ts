@@ -82,6 +82,10 @@ test('bench --smoke runs enqueue, drain, cpu, roundtrip and memory for all three
       }
     }
 
+    // Both systems' drains are swept with V8's helper threads cut to one as well.
+    const drains = Object.keys(report.scenarios.drain ?? {});
+    for (const name of ['celeriac', 'bullmq']) assert.ok(drains.some((s) => s.startsWith(`${name} `) && s.endsWith('NODE_OPTIONS=--v8-pool-size=1')), `drain: ${name} with one V8 helper thread in ${drains.join(', ')}`);
+
     const chart = readFileSync(svg, 'utf8');
     assert.match(chart, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
     assert.match(chart, /<\/svg>\n$/);
