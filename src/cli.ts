@@ -241,8 +241,15 @@ function brokerUrlFromUsage(flag: string | undefined): string {
   }
 }
 
+const COMMANDS = ['worker', 'call', 'result', 'revoke', 'beat'];
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `celeriac worker -A app --help`, as with `celery worker --help`: the one help text covers every command.
+  if (command !== undefined && COMMANDS.includes(command) && rest.includes('--help')) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   switch (command) {
     case 'worker':
       return worker(rest);

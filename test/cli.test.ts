@@ -73,6 +73,15 @@ test('--help lists every worker option with its variable, each standing apart', 
   for (const s of WORKER_SETTINGS) assert.match(help.stdout, new RegExp(`^  --${s.flag} +${s.env} +\\S`, 'm'), s.flag);
 });
 
+test('--help after a command prints the same help and exits 0, before checking the other arguments', async () => {
+  const help = await runCli(['--help'], env);
+  for (const args of [['worker', '--help'], ['worker', '-A', 'no-such-module', '--help'], ['call', '--help'], ['beat', '--help']]) {
+    const r = await runCli(args, env);
+    assert.equal(r.code, 0, args.join(' '));
+    assert.equal(r.stdout, help.stdout, args.join(' '));
+  }
+});
+
 test('bad arguments: one line on stderr, exit code 2', async () => {
   const cases: [string[], RegExp][] = [
     [['frobnicate'], /unknown command 'frobnicate'/],
