@@ -241,26 +241,18 @@ function brokerUrlFromUsage(flag: string | undefined): string {
   }
 }
 
-const COMMANDS = ['worker', 'call', 'result', 'revoke', 'beat'];
+const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = { worker, call, result, revoke: revokeCommand, beat };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  const run = command === undefined || !Object.hasOwn(COMMANDS, command) ? undefined : COMMANDS[command];
   // `celeriac worker -A app --help`, as with `celery worker --help`: the one help text covers every command.
-  if (command !== undefined && COMMANDS.includes(command) && rest.includes('--help')) {
+  if (run && rest.includes('--help')) {
     process.stdout.write(HELP);
     return 0;
   }
+  if (run) return run(rest);
   switch (command) {
-    case 'worker':
-      return worker(rest);
-    case 'call':
-      return call(rest);
-    case 'result':
-      return result(rest);
-    case 'revoke':
-      return revokeCommand(rest);
-    case 'beat':
-      return beat(rest);
     case '--version':
     case '-V':
       process.stdout.write(`${VERSION}\n`);
@@ -271,8 +263,10 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
       process.stdout.write(HELP);
       return command === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`unknown command '${command}' (expected worker, call, result, revoke or beat; see celeriac --help)`);
+    default: {
+      const names = Object.keys(COMMANDS);
+      throw new UsageError(`unknown command '${command}' (expected ${names.slice(0, -1).join(', ')} or ${names.at(-1)}; see celeriac --help)`);
+    }
   }
 }
 
